@@ -69,7 +69,12 @@ class CharTokenizer:
         return np.ones(self.vocab_size, dtype=np.int64)
 
     def to_meta(self) -> dict:
-        return {"kind": self.kind, "symbols": self.symbols, "aliases": self.aliases, "display": self.display}
+        return {
+            "kind": self.kind,
+            "symbols": self.symbols,
+            "aliases": self.aliases,
+            "display": self.display,
+        }
 
 
 class ByteTokenizer:

@@ -1,1 +1,115 @@
-"""Corpora: one module per corpus and the registry that names them (filled in by the corpora work)."""
+"""Corpora: what `lstmlab prepare` can build, and the one function that builds any of them.
+
+Each corpus is a module with a `prepare(request) -> Corpus` function that reads
+its source (a local copy, or a download from the canonical address), verifies
+it, tokenises it and writes it with `store.write_corpus` (atomic), returning the
+opened corpus. `CORPORA` names them; a new corpus is a new module plus one line
+there (no decorators, no import-time registration).
+
+    ptb      Mikolov's character-level Penn Treebank (ptb.char.*), 50 symbols
+    enwik8   first 10^8 bytes of English Wikipedia (Hutter Prize), bytes as tokens
+    text     any local UTF-8 text file(s), split by fraction
+    builtin  CPython's own documentation text; needs no network
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from lstmlab.corpora import builtin, enwik8, ptb, text
+from lstmlab.corpora.store import Corpus
+from lstmlab.errors import UsageError
+from lstmlab.progress import NullProgress, Progress
+
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+
+
+@dataclass(frozen=True)
+class PrepareRequest:
+    """Everything a corpus module needs to prepare itself; the CLI builds one from its arguments."""
+
+    data_dir: Path
+    source: Path | None = None  # local file/folder/archive instead of downloading
+    inputs: tuple[str, ...] = ()  # positional extras: the FILEs for `text`
+    name: str | None = None  # folder name under data_dir; default = corpus kind
+    options: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    progress: Progress = field(default_factory=NullProgress)
+    opener: Callable | None = None  # urlopen-like; None = urllib.request.urlopen
+
+    @property
+    def downloads_dir(self) -> Path:
+        """Where downloaded archives are cached: `<data_dir>/downloads/`."""
+        return Path(self.data_dir) / "downloads"
+
+    def folder_name(self, default: str) -> str:
+        """The corpus folder name: `name` when given (checked to be a plain folder name), else `default`."""
+        name = default if self.name is None else self.name
+        if not _NAME.fullmatch(name) or name == "downloads":
+            raise UsageError(
+                f"{name!r} cannot be a corpus name",
+                hint="use letters, digits, '.', '_' or '-', not starting with '.' (and not 'downloads')",
+            )
+        return name
+
+    def check(self, kind: str, *, options: Iterable[str] = (), inputs: bool = False) -> None:
+        """Reject positional FILEs and options the corpus `kind` does not take."""
+        if self.inputs and not inputs:
+            raise UsageError(
+                f"{kind} takes no FILE arguments (got {', '.join(self.inputs)})",
+                hint="pass a local copy with --source PATH; FILE arguments are for `text`",
+            )
+        unknown = sorted(set(self.options) - set(options))
+        if unknown:
+            flags = ", ".join("--" + key.replace("_", "-") for key in unknown)
+            raise UsageError(
+                f"{kind} does not take {flags}", hint=f"{flags} apply to other corpora"
+            )
+
+
+@dataclass(frozen=True)
+class CorpusSpec:
+    prepare: Callable[[PrepareRequest], Corpus]
+    summary: str  # one line for `lstmlab prepare --help` and listings
+    source: str  # where it comes from (paper / url)
+
+
+CORPORA: Mapping[str, CorpusSpec] = MappingProxyType(
+    {
+        "ptb": CorpusSpec(
+            ptb.prepare,
+            "Penn Treebank, Mikolov's character level (ptb.char.*): 50 symbols, 5.0M/393k/442k tokens",
+            f"Mikolov et al. 2012, simple-examples: {ptb.SIMPLE_EXAMPLES_URL}",
+        ),
+        "enwik8": CorpusSpec(
+            enwik8.prepare,
+            "first 10^8 bytes of English Wikipedia, bytes as tokens, split 90M/5M/5M",
+            f"Hutter Prize / Mahoney's LTCB: {enwik8.ENWIK8_URL}",
+        ),
+        "text": CorpusSpec(
+            text.prepare,
+            "your own UTF-8 text file(s), characters as tokens, split by --fractions",
+            "local files",
+        ),
+        "builtin": CorpusSpec(
+            builtin.prepare,
+            "CPython's documentation text (pydoc topics), no network needed; --with-docstrings adds stdlib docstrings",
+            "pydoc_data.topics of the running Python",
+        ),
+    }
+)
+
+
+def prepare_corpus(kind: str, request: PrepareRequest) -> Corpus:
+    """Prepare the corpus `kind` as `request` asks and return it opened."""
+    spec = CORPORA.get(kind)
+    if spec is None:
+        raise UsageError(f"unknown corpus {kind!r}", hint=f"choose one of: {', '.join(CORPORA)}")
+    return spec.prepare(request)
+
+
+__all__ = ["CORPORA", "CorpusSpec", "PrepareRequest", "prepare_corpus"]

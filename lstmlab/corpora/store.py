@@ -89,7 +89,10 @@ class CorpusMeta:
                 extra=dict(data.get("extra", {})),
             )
         except (KeyError, TypeError) as exc:
-            raise CorpusError(f"{where} is not a valid corpus manifest (missing {exc})", hint="prepare the corpus again") from None
+            raise CorpusError(
+                f"{where} is not a valid corpus manifest (missing {exc})",
+                hint="prepare the corpus again",
+            ) from None
 
 
 class Corpus:
@@ -111,7 +114,10 @@ class Corpus:
     def tokens(self, split: str) -> np.ndarray:
         """The split's token ids as a read-only memmap (no copy)."""
         if split not in self.meta.splits:
-            raise CorpusError(f"corpus {self.name!r} has no split {split!r}", hint=f"use one of {', '.join(self.meta.splits)}")
+            raise CorpusError(
+                f"corpus {self.name!r} has no split {split!r}",
+                hint=f"use one of {', '.join(self.meta.splits)}",
+            )
         info = self.meta.splits[split]
         path = self.path / f"{split}.bin"
         dtype = np.dtype(self.meta.dtype)
@@ -119,7 +125,9 @@ class Corpus:
         try:
             size = path.stat().st_size
         except FileNotFoundError:
-            raise CorpusError(f"{path} is missing", hint=f"run `lstmlab prepare {self.name}` again") from None
+            raise CorpusError(
+                f"{path} is missing", hint=f"run `lstmlab prepare {self.name}` again"
+            ) from None
         if size != expected:
             raise ChecksumError(
                 f"{path} has {size} bytes, its manifest says {expected}",
@@ -157,7 +165,10 @@ def open_corpus(data_dir: Path | str, name: str) -> Corpus:
     try:
         data = json.loads(meta_path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CorpusError(f"{meta_path} is unreadable ({exc.__class__.__name__})", hint=f"run `lstmlab prepare {name}` again") from None
+        raise CorpusError(
+            f"{meta_path} is unreadable ({exc.__class__.__name__})",
+            hint=f"run `lstmlab prepare {name}` again",
+        ) from None
     return Corpus(path, CorpusMeta.from_json(data, meta_path))
 
 
@@ -191,6 +202,9 @@ def write_corpus(
     data_dir.mkdir(parents=True, exist_ok=True)
     final = corpus_dir(data_dir, name)
     tmp = Path(tempfile.mkdtemp(prefix=f".{name}.partial-", dir=data_dir))
+    umask = os.umask(0)
+    os.umask(umask)
+    tmp.chmod(0o777 & ~umask)  # mkdtemp makes it owner-only; a shared data dir needs the usual mode
     try:
         infos = {}
         for split in SPLITS:
@@ -199,7 +213,7 @@ def write_corpus(
                 raise CorpusError(f"split {split} of {name!r} has ids outside the vocabulary")
             path = tmp / f"{split}.bin"
             ids.astype(dtype, copy=False).tofile(path)
-            chars = int(np.bincount(ids.astype(np.int64), minlength=len(char_len)) @ char_len) if ids.size else 0
+            chars = _count_chars(ids, char_len)
             infos[split] = SplitInfo(tokens=int(ids.size), chars=chars, sha256=sha256_file(path))
         for dest, src in (files or {}).items():
             shutil.copyfile(src, tmp / dest)
@@ -211,12 +225,24 @@ def write_corpus(
             sources=dict(sources or {}),
             extra=dict(extra or {}),
         )
-        (tmp / "meta.json").write_text(json.dumps(meta.to_json(), indent=2) + "\n", encoding="utf-8")
+        (tmp / "meta.json").write_text(
+            json.dumps(meta.to_json(), indent=2) + "\n", encoding="utf-8"
+        )
         _replace_dir(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return open_corpus(data_dir, name)
+
+
+def _count_chars(ids: np.ndarray, char_len: np.ndarray, chunk: int = 1 << 24) -> int:
+    """Characters the ids stand for, counted in chunks so a 90M-token split is never widened whole."""
+    if (char_len == 1).all():
+        return int(ids.size)
+    counts = np.zeros(len(char_len), dtype=np.int64)
+    for start in range(0, ids.size, chunk):
+        counts += np.bincount(ids[start : start + chunk], minlength=len(char_len))
+    return int(counts @ char_len)
 
 
 def _replace_dir(src: Path, dest: Path) -> None:

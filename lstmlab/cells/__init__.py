@@ -1,0 +1,39 @@
+"""The cell zoo: an explicit, read-only registry from recipe `kind` to config, module and paper.
+
+"mLSTM" names two different cells in the literature: `mlstm` is always xLSTM's
+matrix-memory LSTM and Krause et al.'s multiplicative LSTM is `multiplicative`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+
+from pydantic import BaseModel
+
+from lstmlab.cells.base import RecurrentCell, detach_state, select_streams
+from lstmlab.cells.configs import LSTMConfig
+from lstmlab.cells.lstm import LSTMCell
+
+
+@dataclass(frozen=True)
+class CellSpec:
+    config: type[BaseModel]
+    module: type[RecurrentCell]
+    paper: str
+
+
+CELLS: Mapping[str, CellSpec] = MappingProxyType(
+    {
+        "lstm": CellSpec(LSTMConfig, LSTMCell, "Hochreiter & Schmidhuber 1997; Gers et al. 2000"),
+    }
+)
+
+
+def build_layer(spec: BaseModel, input_dim: int, *, weight_dropout: float = 0.0) -> RecurrentCell:
+    """One recurrent layer from its config (`spec.kind` picks the cell)."""
+    return CELLS[spec.kind].module(spec, input_dim, weight_dropout=weight_dropout)
+
+
+__all__ = ["CELLS", "CellSpec", "RecurrentCell", "build_layer", "detach_state", "select_streams"]

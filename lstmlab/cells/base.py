@@ -1,0 +1,59 @@
+"""The contract every cell honours, so the model, training and sampling never ask which cell they run.
+
+    state = cell.initial_state(B, device=..., dtype=...)   # NamedTuple of tensors, batch first
+    y, state = cell(x, state)                               # x (B, T, E) -> y (B, T, H)
+    y_t, state = cell.step(x_t, state)                      # x_t (B, E) -> y_t (B, H)
+
+`forward` over a window must equal looping `step`; the loop below is the
+reference each cell's fast window path is tested against. Every state tensor
+has the batch as its first dimension, so detaching, slicing a stream out of a
+batch and saving state are the same code for every cell.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import NamedTuple
+
+import torch
+from torch import Tensor, nn
+
+
+class RecurrentCell(nn.Module, ABC):
+    """Base class: subclasses set `input_dim`, `hidden_dim` and implement `initial_state` and `step`."""
+
+    input_dim: int
+    hidden_dim: int
+
+    @abstractmethod
+    def initial_state(self, batch_size: int, *, device=None, dtype=None) -> NamedTuple:
+        """Zero state for `batch_size` streams."""
+
+    @abstractmethod
+    def step(self, x_t: Tensor, state: NamedTuple) -> tuple[Tensor, NamedTuple]:
+        """One time step: x_t (B, E) -> (h_t (B, H), next state)."""
+
+    def forward(self, x: Tensor, state: NamedTuple) -> tuple[Tensor, NamedTuple]:
+        outs = []
+        for x_t in x.unbind(dim=1):  # x: (B, T, E)
+            h_t, state = self.step(x_t, state)
+            outs.append(h_t)
+        return torch.stack(outs, dim=1), state  # (B, T, H)
+
+
+def detach_state(state):
+    """Cut the graph between BPTT windows (state is a NamedTuple, or a list of them)."""
+    if isinstance(state, Tensor):
+        return state.detach()
+    if isinstance(state, tuple) and hasattr(state, "_fields"):
+        return type(state)(*(detach_state(s) for s in state))
+    return type(state)(detach_state(s) for s in state)
+
+
+def select_streams(state, index: slice):
+    """The state of a subset of the batch's streams (every state tensor is batch first)."""
+    if isinstance(state, Tensor):
+        return state[index]
+    if isinstance(state, tuple) and hasattr(state, "_fields"):
+        return type(state)(*(select_streams(s, index) for s in state))
+    return type(state)(select_streams(s, index) for s in state)

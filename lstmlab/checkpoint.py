@@ -1,0 +1,89 @@
+"""Checkpoints: plain-data dicts, written atomically, loaded without running code.
+
+A checkpoint holds `format_version`, the resolved recipe, the tokenizer, the
+model / optimizer / scheduler state dicts, the training state, the carried
+recurrent state and the RNG state; never a pickled module. It is written to a
+temporary file in the same folder, flushed to disk and renamed over the old
+one, so a crash at any moment leaves either the old or the new file, never a
+torn one. Loading uses `torch.load(weights_only=True)`: an untrusted file
+cannot run code.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import zipfile
+from pathlib import Path
+
+import torch
+
+from lstmlab.errors import CheckpointError
+
+FORMAT_VERSION = 1
+
+
+def save_checkpoint(path: Path, payload: dict) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {"format_version": FORMAT_VERSION, "torch_version": str(torch.__version__), **payload}
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(payload, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_checkpoint(path: Path, map_location="cpu") -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(
+            f"checkpoint {path} does not exist",
+            hint="pass a run folder or a .pt file written by `lstmlab train`",
+        )
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as exc:
+        raise CheckpointError(
+            f"checkpoint {path} is corrupt or truncated ({exc.__class__.__name__})",
+            hint="use the run's other checkpoint (best.pt / last.pt) or retrain",
+        ) from None
+    except Exception as exc:  # weights_only refusal (pickle.UnpicklingError) and friends
+        raise CheckpointError(
+            f"checkpoint {path} is not an lstmlab checkpoint or holds code objects ({exc.__class__.__name__})",
+            hint="lstmlab loads only plain-data checkpoints it wrote itself",
+        ) from None
+    if not isinstance(payload, dict) or payload.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(f"{path} is not an lstmlab checkpoint of format {FORMAT_VERSION}")
+    return payload
+
+
+def load_for_inference(run_or_checkpoint: Path, *, which: str = "best", device="cpu"):
+    """(model in eval mode on `device`, tokenizer, RunConfig, checkpoint path) from a run or a .pt file.
+
+    Never re-reads the recipe: the architecture and vocabulary come from the checkpoint.
+    """
+    from lstmlab.config import validate
+    from lstmlab.model import build_model
+    from lstmlab.runs import resolve_checkpoint
+    from lstmlab.tokenizers import tokenizer_from_meta
+
+    path = resolve_checkpoint(run_or_checkpoint, which)
+    payload = load_checkpoint(path)
+    try:
+        cfg = validate(payload["config"], where=f"{path} (stored recipe)")
+        tokenizer = tokenizer_from_meta(payload["tokenizer"], payload.get("corpus_dir"))
+        model = build_model(cfg.model, tokenizer.vocab_size)
+        model.load_state_dict(payload["model"])
+    except (KeyError, RuntimeError) as exc:
+        raise CheckpointError(
+            f"checkpoint {path} does not fit its own recipe ({exc.__class__.__name__}: {str(exc)[:120]})"
+        ) from None
+    model.to(device).eval()
+    return model, tokenizer, cfg, path

@@ -1,0 +1,49 @@
+"""The `lstmlab` Typer app: registers one thin command per module."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from lstmlab import __version__
+from lstmlab.cli.eval import eval_cmd
+from lstmlab.cli.prepare import prepare_cmd
+from lstmlab.cli.sample import sample_cmd
+from lstmlab.cli.train import train_cmd
+
+app = typer.Typer(
+    name="lstmlab",
+    help="Character-level language modelling with recurrent networks: prepare, train, eval, sample.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"lstmlab {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Show the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Character-level language modelling with recurrent networks."""
+
+
+app.command("prepare")(prepare_cmd)
+app.command("train")(train_cmd)
+app.command("eval")(eval_cmd)
+app.command("sample")(sample_cmd)
+
+
+def main() -> None:
+    app()

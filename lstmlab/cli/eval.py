@@ -1,0 +1,82 @@
+"""`lstmlab eval`: bits per character over whole splits, state carried across windows."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Annotated, Literal
+
+import typer
+from rich.table import Table
+
+from lstmlab.checkpoint import load_for_inference
+from lstmlab.cli.common import RichProgress, console, handle_errors
+from lstmlab.cli.options import CheckpointOpt, DataDirOpt, DeviceOpt, RunArg
+from lstmlab.corpora.store import default_data_dir, open_corpus
+from lstmlab.device import resolve_device
+from lstmlab.errors import UsageError, VocabularyError
+from lstmlab.evaluate import evaluate
+from lstmlab.runs import run_dir_of
+
+
+@handle_errors
+def eval_cmd(
+    run: RunArg,
+    split: Annotated[
+        Literal["valid", "test", "all"], typer.Option(help="Which split(s) to score.")
+    ] = "test",
+    checkpoint: CheckpointOpt = "best",
+    batch_size: Annotated[
+        int | None, typer.Option(help="Parallel streams (default: the recipe's eval.batch_size).")
+    ] = None,
+    data_dir: DataDirOpt = None,
+    device: DeviceOpt = "auto",
+) -> None:
+    """Evaluate a run on valid/test: bits per character and per-character perplexity; writes eval.json."""
+    if batch_size is not None and batch_size < 1:
+        raise UsageError(f"--batch-size must be >= 1, got {batch_size}")
+    dev = resolve_device(device)
+    model, tokenizer, cfg, ckpt = load_for_inference(run, which=checkpoint, device=dev)
+    corpus = open_corpus(data_dir or cfg.data.data_dir or default_data_dir(), cfg.data.corpus)
+    if corpus.tokenizer.to_meta() != tokenizer.to_meta():
+        raise VocabularyError(
+            f"corpus {corpus.name!r} in {corpus.path.parent} has another vocabulary than {ckpt} was trained on",
+            hint="evaluate on the corpus the run was trained on (check --data-dir)",
+        )
+    splits = ["valid", "test"] if split == "all" else [split]
+    table = Table(title=f"{ckpt}")
+    for col in ("split", "tokens", "bpc", "perplexity (char)", "seconds"):
+        table.add_column(col, justify="right" if col != "split" else "left")
+    results = {}
+    for name in splits:
+        t0 = time.perf_counter()
+        res = evaluate(
+            model,
+            corpus.tokens(name),
+            batch_size=batch_size or cfg.eval.batch_size,
+            bptt=cfg.eval.bptt,
+            char_lengths=tokenizer.char_lengths(),
+            temperature=cfg.eval.temperature,
+            device=dev,
+            progress=RichProgress(),
+            description=f"eval {name}",
+        )
+        seconds = time.perf_counter() - t0
+        results[name] = {**res.to_dict(), "seconds": seconds}
+        table.add_row(
+            name, f"{res.tokens:,}", f"{res.bpc:.4f}", f"{res.perplexity:.4f}", f"{seconds:.1f}"
+        )
+    console.print(table)
+    out = run_dir_of(ckpt) / "eval.json"
+    existing = {}
+    if out.is_file():
+        try:
+            existing = json.loads(out.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            existing = {}
+    existing.setdefault("splits", {}).update(results)
+    existing.update(
+        {"checkpoint": str(ckpt), "corpus": corpus.name, "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    )
+    out.write_text(json.dumps(existing, indent=2) + "\n", encoding="utf-8")
+    console.print(f"[dim]wrote {out}[/]")

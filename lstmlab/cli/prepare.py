@@ -1,0 +1,97 @@
+"""`lstmlab prepare`: build a corpus folder (train/valid/test.bin + meta.json) under the data dir."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from lstmlab.cli.common import RichProgress, console, handle_errors
+from lstmlab.corpora import PrepareRequest, prepare_corpus, store
+from lstmlab.corpora.text import parse_fractions
+
+
+@handle_errors
+def prepare_cmd(
+    corpus: Annotated[
+        str,
+        typer.Argument(
+            help="Which corpus: ptb, enwik8, text or builtin.", metavar="CORPUS", show_default=False
+        ),
+    ],
+    inputs: Annotated[
+        list[str] | None,
+        typer.Argument(help="Text files (for `text` only).", metavar="FILE", show_default=False),
+    ] = None,
+    source: Annotated[
+        Path | None,
+        typer.Option(
+            help="Local copy (file, folder or archive) to read instead of downloading.",
+            metavar="PATH",
+        ),
+    ] = None,
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(
+            help="Data root; default $LSTMLAB_DATA_DIR or ./data.",
+            metavar="DIR",
+            show_default=False,
+        ),
+    ] = None,
+    name: Annotated[
+        str | None,
+        typer.Option(
+            help="Folder name under the data dir; default: the corpus kind.", metavar="NAME"
+        ),
+    ] = None,
+    fractions: Annotated[
+        str | None,
+        typer.Option(
+            help="train,valid,test fractions for text and builtin.",
+            metavar="F,F,F",
+            show_default="0.9,0.05,0.05",
+        ),
+    ] = None,
+    with_docstrings: Annotated[
+        bool,
+        typer.Option(
+            "--with-docstrings", help="builtin: add the standard library's module docstrings."
+        ),
+    ] = False,
+) -> None:
+    """Prepare a corpus: read or download it, verify it, tokenise it, write DATA_DIR/NAME/.
+
+    Corpora:
+
+    - ptb: Mikolov's character-level Penn Treebank, 50 symbols (downloads simple-examples.tgz, or --source).
+
+    - enwik8: first 10^8 bytes of English Wikipedia, bytes as tokens, 90M/5M/5M (downloads enwik8.zip, or --source).
+
+    - text FILE...: your own UTF-8 text, characters as tokens, split by --fractions.
+
+    - builtin: CPython's documentation text, no network needed (--with-docstrings for more).
+    """
+    options: dict = {}
+    if fractions is not None:
+        options["fractions"] = parse_fractions(fractions)
+    if with_docstrings:
+        options["with_docstrings"] = True
+    request = PrepareRequest(
+        data_dir=data_dir if data_dir is not None else store.default_data_dir(),
+        source=source,
+        inputs=tuple(inputs or ()),
+        name=name,
+        options=options,
+        progress=RichProgress(),
+    )
+    prepared = prepare_corpus(corpus, request)
+    table = Table(title=f"{prepared.name}: vocabulary {prepared.vocab_size}")
+    table.add_column("split")
+    table.add_column("tokens", justify="right")
+    table.add_column("characters", justify="right")
+    for split, info in prepared.meta.splits.items():
+        table.add_row(split, f"{info.tokens:,}", f"{info.chars:,}")
+    console.print(table)
+    console.print(f"written to {prepared.path}", markup=False)

@@ -1,0 +1,94 @@
+"""`lstmlab train`: train a recipe into a run folder, or resume one."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from lstmlab import runs
+from lstmlab.cli.common import RichProgress, console, handle_errors
+from lstmlab.cli.options import DeviceOpt, SetOpt
+from lstmlab.config import load_recipe
+from lstmlab.device import resolve_device
+from lstmlab.errors import UsageError
+from lstmlab.train import fit, load_run_config
+
+
+@handle_errors
+def train_cmd(
+    recipe: Annotated[
+        Path | None,
+        typer.Argument(help="YAML recipe, e.g. recipes/tiny/lstm.yaml.", show_default=False),
+    ] = None,
+    overrides: SetOpt = None,
+    run_dir: Annotated[
+        Path | None, typer.Option(help="Run folder (default: <runs-dir>/<recipe>-<corpus>-<time>).")
+    ] = None,
+    runs_dir: Annotated[Path, typer.Option(help="Parent folder for new runs.")] = Path("runs"),
+    resume: Annotated[
+        Path | None, typer.Option(help="Continue the run in this folder from its last checkpoint.")
+    ] = None,
+    force: Annotated[
+        bool, typer.Option(help="Replace an existing --run-dir instead of refusing.")
+    ] = False,
+    device: DeviceOpt = "auto",
+) -> None:
+    """Train a model from a recipe (truncated BPTT, checkpoints, validation, metrics.jsonl)."""
+    overrides = overrides or []
+    if resume is not None:
+        if run_dir is not None:
+            raise UsageError(
+                "--resume and --run-dir both name a run folder", hint="pass only --resume RUN"
+            )
+        cfg = load_run_config(resume, overrides)
+        if recipe is not None:
+            recipe_cfg = load_recipe(recipe, overrides)
+            from lstmlab.train import check_architecture
+
+            check_architecture(recipe_cfg, cfg.to_dict(), resume)
+            cfg = recipe_cfg
+        target = resume
+        if not runs.checkpoint_path(target, "last").is_file():
+            raise UsageError(
+                f"{target} has no checkpoints/last.pt to resume from",
+                hint="start it again without --resume",
+            )
+    else:
+        if recipe is None:
+            raise UsageError(
+                "no recipe given",
+                hint="e.g. `lstmlab train recipes/tiny/lstm.yaml`, or --resume RUN",
+            )
+        cfg = load_recipe(recipe, overrides)
+        target = run_dir or runs_dir / (
+            cfg.name or runs.default_run_name(recipe, cfg.data.corpus, cfg.model.cell.kind)
+        )
+    dev = resolve_device(device)
+    from lstmlab.train import open_run_corpus
+
+    open_run_corpus(cfg)  # a missing corpus is reported before the run folder is made
+    if resume is None:
+        runs.prepare_run_dir(target, force=force)
+    console.print(
+        f"[bold]run[/] {target}  [dim]({cfg.model.cell.kind} on {cfg.data.corpus}, {dev})[/]"
+    )
+    result = fit(cfg, target, resume=resume is not None, device=dev, progress=RichProgress())
+    table = Table(title=f"trained {target}", show_header=False)
+    table.add_row("stopped at", f"step {result.state.step} ({result.stop_reason})")
+    table.add_row("parameters", f"{result.num_parameters:,}")
+    table.add_row("tokens seen", f"{result.state.tokens_seen:,}")
+    table.add_row("wall time", f"{result.state.elapsed_s:.1f} s")
+    table.add_row("train tokens/s", f"{result.tokens_per_s:,.0f}")
+    if result.final_valid:
+        table.add_row("valid bpc (last)", f"{result.final_valid['bpc']:.4f}")
+    if math.isfinite(result.state.best_valid_bpc):
+        table.add_row(
+            "valid bpc (best)",
+            f"{result.state.best_valid_bpc:.4f} at step {result.state.best_step}",
+        )
+    console.print(table)
+    console.print(f"next: [bold]lstmlab eval {target}[/] and [bold]lstmlab sample {target}[/]")

@@ -1,0 +1,97 @@
+"""`LanguageModel`: embedding -> stacked recurrent layers -> output projection.
+
+The dropouts are AWD-LSTM's (Merity et al. 2018, arXiv:1708.02182):
+embedding dropout removes whole rows of the embedding matrix; locked
+(variational) dropout uses one mask per window and stream on the first layer's
+input, between layers, and on the last layer's output; DropConnect on each
+cell's recurrent matrix is the cell's `weight_dropout`. With `tie_weights`
+the softmax shares the embedding matrix and the last layer is `embed_dim`
+wide, as in AWD-LSTM's 200-1000-1000-200 stack.
+
+Shapes: B batch, T window, E embed_dim, H hidden size, V vocabulary.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from lstmlab.cells import build_layer
+from lstmlab.config import ModelConfig
+
+
+def locked_dropout(x: Tensor, p: float, training: bool) -> Tensor:
+    """Dropout with one mask per stream, shared over the window: x (B, T, E)."""
+    if not training or p == 0.0:
+        return x
+    mask = x.new_empty(x.shape[0], 1, x.shape[2]).bernoulli_(1.0 - p) / (1.0 - p)  # (B, 1, E)
+    return x * mask
+
+
+def embedding_dropout(weight: Tensor, p: float, training: bool) -> Tensor:
+    """Drop whole rows (symbols) of the embedding matrix, rescaling the rest: (V, E)."""
+    if not training or p == 0.0:
+        return weight
+    mask = weight.new_empty(weight.shape[0], 1).bernoulli_(1.0 - p) / (1.0 - p)  # (V, 1)
+    return weight * mask
+
+
+def layer_sizes(cfg: ModelConfig) -> list[tuple[int, int]]:
+    """(input, hidden) size of each layer."""
+    sizes, inp = [], cfg.embed_dim
+    for index in range(cfg.num_layers):
+        last = index == cfg.num_layers - 1
+        hidden = cfg.embed_dim if (last and cfg.tie_weights) else cfg.cell.hidden_dim
+        sizes.append((inp, hidden))
+        inp = hidden
+    return sizes
+
+
+class LanguageModel(nn.Module):
+    """Next-symbol model over a vocabulary of `vocab_size` ids."""
+
+    def __init__(self, cfg: ModelConfig, vocab_size: int) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.vocab_size = vocab_size
+        self.embedding = nn.Embedding(vocab_size, cfg.embed_dim)
+        layers = []
+        for inp, hidden in layer_sizes(cfg):
+            spec = (
+                cfg.cell
+                if hidden == cfg.cell.hidden_dim
+                else cfg.cell.model_copy(update={"hidden_dim": hidden})
+            )
+            layers.append(build_layer(spec, inp, weight_dropout=cfg.dropout.weight))
+        self.layers = nn.ModuleList(layers)
+        self.head = nn.Linear(layers[-1].hidden_dim, vocab_size)
+        nn.init.uniform_(self.embedding.weight, -0.1, 0.1)
+        nn.init.zeros_(self.head.bias)
+        if cfg.tie_weights:
+            self.head.weight = self.embedding.weight
+
+    def initial_state(self, batch_size: int, device=None, dtype=torch.float32) -> list:
+        return [
+            layer.initial_state(batch_size, device=device, dtype=dtype) for layer in self.layers
+        ]
+
+    def forward(self, ids: Tensor, state: list) -> tuple[Tensor, list]:
+        """ids (B, T) -> logits (B, T, V), next state."""
+        drop = self.cfg.dropout
+        weight = embedding_dropout(self.embedding.weight, drop.embedding, self.training)
+        x = locked_dropout(F.embedding(ids, weight), drop.input, self.training)  # (B, T, E)
+        new_state = []
+        for index, (layer, layer_state) in enumerate(zip(self.layers, state)):
+            x, s = layer(x, layer_state)  # (B, T, H)
+            new_state.append(s)
+            p = drop.output if index == len(self.layers) - 1 else drop.hidden
+            x = locked_dropout(x, p, self.training)
+        return self.head(x), new_state  # (B, T, V)
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())  # tied weights counted once
+
+
+def build_model(cfg: ModelConfig, vocab_size: int) -> LanguageModel:
+    return LanguageModel(cfg, vocab_size)

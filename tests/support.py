@@ -1,0 +1,35 @@
+"""Constants shared by tests (importable as `support`: tests/ is on pytest's pythonpath)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+TINY_TEXT = (
+    "the quick brown fox jumps over the lazy dog.\n"
+    "pack my box with five dozen liquor jugs!\n"
+    "how vexingly quick daft zebras jump?\n"
+) * 60
+
+
+TINY_RECIPE = {
+    "seed": 0,
+    "data": {"corpus": "tiny"},
+    "model": {
+        "embed_dim": 8,
+        "num_layers": 2,
+        "cell": {"kind": "lstm", "hidden_dim": 16},
+        "dropout": {"hidden": 0.1, "output": 0.1, "weight": 0.1, "embedding": 0.1, "input": 0.1},
+    },
+    "train": {
+        "batch_size": 4,
+        "bptt": 16,
+        "optimizer": {"name": "adam", "lr": 0.01},
+        "grad_clip": 1.0,
+        "max_steps": 6,
+        "eval_every": 4,
+        "log_every": 2,
+    },
+    "eval": {"batch_size": 3, "bptt": 32},
+}

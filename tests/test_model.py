@@ -1,0 +1,56 @@
+"""LanguageModel: shapes, weight tying, AWD dropouts, state carrying."""
+
+from __future__ import annotations
+
+import torch
+
+from lstmlab.config import ModelConfig
+from lstmlab.model import build_model, layer_sizes
+
+
+def _cfg(**kw):
+    base = {"embed_dim": 6, "num_layers": 3, "cell": {"kind": "lstm", "hidden_dim": 10}}
+    base.update(kw)
+    return ModelConfig.model_validate(base)
+
+
+def test_shapes_and_layer_sizes():
+    model = build_model(_cfg(), vocab_size=13)
+    ids = torch.randint(0, 13, (4, 9))
+    logits, state = model(ids, model.initial_state(4))
+    assert logits.shape == (4, 9, 13)
+    assert len(state) == 3 and state[-1].h.shape == (4, 10)
+    assert layer_sizes(_cfg()) == [(6, 10), (10, 10), (10, 10)]
+
+
+def test_tied_weights_share_the_embedding_and_shrink_last_layer():
+    model = build_model(_cfg(tie_weights=True), vocab_size=13)
+    assert model.head.weight is model.embedding.weight
+    assert layer_sizes(_cfg(tie_weights=True))[-1] == (10, 6)
+    untied = build_model(_cfg(), vocab_size=13)
+    assert model.num_parameters() < untied.num_parameters()
+
+
+def test_dropouts_act_in_training_only():
+    torch.manual_seed(0)
+    model = build_model(
+        _cfg(dropout={"embedding": 0.3, "input": 0.3, "hidden": 0.3, "output": 0.3, "weight": 0.3}),
+        vocab_size=13,
+    )
+    ids = torch.randint(0, 13, (2, 5))
+    model.eval()
+    a, _ = model(ids, model.initial_state(2))
+    b, _ = model(ids, model.initial_state(2))
+    torch.testing.assert_close(a, b)
+    model.train()
+    c, _ = model(ids, model.initial_state(2))
+    assert not torch.allclose(a, c)
+
+
+def test_two_windows_equal_one():
+    model = build_model(_cfg(), vocab_size=13).eval()
+    ids = torch.randint(0, 13, (2, 12))
+    full, _ = model(ids, model.initial_state(2))
+    first, s = model(ids[:, :5], model.initial_state(2))
+    second, _ = model(ids[:, 5:], s)
+    torch.testing.assert_close(torch.cat([first, second], 1), full, atol=1e-6, rtol=0)
