@@ -7,10 +7,16 @@ temporary file in the same folder, flushed to disk and renamed over the old
 one, so a crash at any moment leaves either the old or the new file, never a
 torn one. Loading uses `torch.load(weights_only=True)`: an untrusted file
 cannot run code.
+
+Integrity: the payload carries a sha256 over its whole content (every tensor's
+dtype, shape and bytes, every value), recomputed on load, so a truncated or
+altered file is named in a one-line error instead of loading silently wrong
+weights.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 import zipfile
@@ -23,10 +29,38 @@ from lstmlab.errors import CheckpointError
 FORMAT_VERSION = 1
 
 
+def content_digest(obj) -> str:
+    """sha256 over a plain-data tree: dict keys sorted, tensors by dtype, shape and bytes."""
+    digest = hashlib.sha256()
+    _feed(digest, obj)
+    return digest.hexdigest()
+
+
+def _feed(digest, obj) -> None:
+    if isinstance(obj, torch.Tensor):
+        t = obj.detach().cpu().contiguous()
+        digest.update(f"T{t.dtype}{tuple(t.shape)}".encode())
+        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    elif isinstance(obj, dict):
+        digest.update(b"{")
+        for key in sorted(obj, key=str):
+            digest.update(repr(key).encode())
+            _feed(digest, obj[key])
+        digest.update(b"}")
+    elif isinstance(obj, (list, tuple)):
+        digest.update(b"[")
+        for item in obj:
+            _feed(digest, item)
+        digest.update(b"]")
+    else:
+        digest.update(repr(obj).encode())
+
+
 def save_checkpoint(path: Path, payload: dict) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {"format_version": FORMAT_VERSION, "torch_version": str(torch.__version__), **payload}
+    payload["sha256"] = content_digest(payload)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
@@ -61,7 +95,22 @@ def load_checkpoint(path: Path, map_location="cpu") -> dict:
         ) from None
     if not isinstance(payload, dict) or payload.get("format_version") != FORMAT_VERSION:
         raise CheckpointError(f"{path} is not an lstmlab checkpoint of format {FORMAT_VERSION}")
+    stored = payload.pop("sha256", None)
+    if stored != content_digest(payload):
+        raise CheckpointError(
+            f"checkpoint {path} fails its checksum: the file was altered or damaged",
+            hint="use the run's other checkpoint (best.pt / last.pt) or retrain",
+        )
     return payload
+
+
+def remove_stale_temporaries(folder: Path) -> int:
+    """Delete temp files a killed save left behind (they are never read); returns how many."""
+    count = 0
+    for tmp in Path(folder).glob(".*.pt.*.tmp"):
+        tmp.unlink(missing_ok=True)
+        count += 1
+    return count
 
 
 def load_for_inference(run_or_checkpoint: Path, *, which: str = "best", device="cpu"):

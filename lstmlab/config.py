@@ -103,7 +103,10 @@ class TrainConfig(Frozen):
     max_tokens: int | None = Field(default=None, gt=0)
     max_minutes: float | None = Field(default=None, gt=0.0)
     max_epochs: float | None = Field(default=None, gt=0.0)
-    eval_every: int = Field(default=200, gt=0)  # steps between validations
+    eval_every: int = Field(
+        default=200, gt=0
+    )  # steps between validations (each also saves last.pt)
+    checkpoint_every: int | None = Field(default=None, gt=0)  # extra last.pt saves, in steps
     eval_tokens: int | None = Field(default=None, gt=0)  # cap on valid tokens per periodic check
     log_every: int = Field(default=10, gt=0)
     on_nonfinite: Literal["stop", "skip"] = "stop"

@@ -29,10 +29,10 @@ import torch.nn.functional as F
 from lstmlab import runs
 from lstmlab.batching import Streams
 from lstmlab.cells import detach_state
-from lstmlab.checkpoint import load_checkpoint, save_checkpoint
+from lstmlab.checkpoint import load_checkpoint, remove_stale_temporaries, save_checkpoint
 from lstmlab.config import RunConfig, ScheduleConfig, TrainConfig
 from lstmlab.corpora.store import Corpus, default_data_dir, open_corpus
-from lstmlab.errors import ConfigError, TrainingError, VocabularyError
+from lstmlab.errors import CheckpointError, ConfigError, TrainingError, VocabularyError
 from lstmlab.evaluate import evaluate
 from lstmlab.model import build_model
 from lstmlab.progress import NullProgress, Progress
@@ -169,8 +169,11 @@ def _set_rng_state(rng: dict) -> None:
 # ---------------------------------------------------------------- the loop
 
 
-def open_run_corpus(cfg: RunConfig) -> Corpus:
+def open_run_corpus(cfg: RunConfig, *, verify: bool = False) -> Corpus:
+    """The recipe's prepared corpus; `verify` re-checks every split's sha256 first."""
     corpus = open_corpus(cfg.data.data_dir or default_data_dir(), cfg.data.corpus)
+    if verify:
+        corpus.verify()
     kind = corpus.meta.tokenizer.get("kind")
     if cfg.data.tokenizer and cfg.data.tokenizer != kind:
         raise ConfigError(
@@ -214,7 +217,8 @@ def fit(
     device = torch.device(device)
     progress = progress or NullProgress()
     run_dir = Path(run_dir)
-    corpus = open_run_corpus(cfg)
+    corpus = open_run_corpus(cfg, verify=True)
+    remove_stale_temporaries(runs.checkpoint_path(run_dir, "last").parent)
     train_tokens, valid_tokens = corpus.tokens("train"), corpus.tokens("valid")
     tcfg = cfg.train
     streams = Streams(train_tokens, tcfg.batch_size)
@@ -254,8 +258,18 @@ def fit(
     runs.write_config(run_dir, cfg.to_dict())
 
     def save(which: str) -> None:
+        path = runs.checkpoint_path(run_dir, which)
+        try:
+            _save(path)
+        except OSError as exc:
+            raise CheckpointError(
+                f"could not write {path} at step {state.step} ({exc.strerror or exc}); the previous {which}.pt is intact",
+                hint=f"free disk space, then `lstmlab train --resume {run_dir}`",
+            ) from None
+
+    def _save(path: Path) -> None:
         save_checkpoint(
-            runs.checkpoint_path(run_dir, which),
+            path,
             {
                 "config": cfg.to_dict(),
                 "tokenizer": corpus.tokenizer.to_meta(),
@@ -329,21 +343,30 @@ def fit(
             hidden = detach_state(hidden)
             logits, new_hidden = model(x, hidden)
             loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
-            if not torch.isfinite(loss):
+            optimizer.zero_grad(set_to_none=True)
+            grad_norm = None
+            if torch.isfinite(loss):
+                loss.backward()
+                # the norm is computed either way: a finite loss can still give inf/NaN gradients
+                grad_norm = torch.nn.utils.clip_grad_norm_(
+                    model.parameters(), tcfg.grad_clip or math.inf
+                )
+            if grad_norm is None or not torch.isfinite(grad_norm):
+                what = (
+                    f"loss became {float(loss.detach())}"
+                    if grad_norm is None
+                    else "gradients became non-finite"
+                )
                 if tcfg.on_nonfinite == "stop":
                     raise TrainingError(
-                        f"loss became {float(loss.detach())} at step {state.step + 1}; nothing was saved from this step",
+                        f"{what} at step {state.step + 1}; nothing was saved from this step",
                         hint=f"last.pt holds step {state.step}; lower train.optimizer.lr or set train.grad_clip, "
                         "or set train.on_nonfinite=skip",
                     )
                 optimizer.zero_grad(set_to_none=True)
                 hidden = model.initial_state(tcfg.batch_size, device=device)
-                emit({"kind": "skip", "step": state.step + 1, "reason": "non-finite loss"})
+                emit({"kind": "skip", "step": state.step + 1, "reason": what})
             else:
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                if tcfg.grad_clip:
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), tcfg.grad_clip)
                 optimizer.step()
                 hidden = new_hidden
             scheduler.step()
@@ -379,6 +402,12 @@ def fit(
             stop_reason = budget_left()
             if state.step % tcfg.eval_every == 0 and stop_reason is None:
                 final_valid = validate_now()
+                save("last")
+            elif (
+                tcfg.checkpoint_every
+                and state.step % tcfg.checkpoint_every == 0
+                and stop_reason is None
+            ):
                 save("last")
             if stop.signum is not None and stop_reason is None:
                 save("last")

@@ -42,10 +42,9 @@ def test_failed_write_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
     def full_disk(*args, **kwargs):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(torch, "save", full_disk)
-    with pytest.raises(OSError):
+    with monkeypatch.context() as patch, pytest.raises(OSError):
+        patch.setattr(torch, "save", full_disk)
         save_checkpoint(path, {"step": 2})
-    monkeypatch.undo()
     assert load_checkpoint(path)["step"] == 1
     assert [p.name for p in tmp_path.iterdir()] == ["c.pt"]
 

@@ -9,6 +9,7 @@ from contextlib import contextmanager
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     DownloadColumn,
@@ -26,12 +27,12 @@ console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
 
 
-def fail(error: LstmlabError) -> typer.Exit:
+def fail(error: LstmlabError, exit_code: int | None = None) -> typer.Exit:
     """Print an LstmlabError as one line (plus its hint) and return the Exit to raise."""
-    err_console.print(f"[bold red]error:[/] {error.message}", soft_wrap=True)
+    err_console.print(f"[bold red]error:[/] {escape(error.message)}", soft_wrap=True)
     if error.hint:
-        err_console.print(f"[dim]hint:[/] {error.hint}", soft_wrap=True)
-    return typer.Exit(error.exit_code)
+        err_console.print(f"[dim]hint:[/] {escape(error.hint)}", soft_wrap=True)
+    return typer.Exit(error.exit_code if exit_code is None else exit_code)
 
 
 def handle_errors(fn: Callable) -> Callable:

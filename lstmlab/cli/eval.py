@@ -7,6 +7,7 @@ import time
 from typing import Annotated, Literal
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from lstmlab.checkpoint import load_for_inference
@@ -44,7 +45,7 @@ def eval_cmd(
             hint="evaluate on the corpus the run was trained on (check --data-dir)",
         )
     splits = ["valid", "test"] if split == "all" else [split]
-    table = Table(title=f"{ckpt}")
+    table = Table(title=escape(str(ckpt)))
     for col in ("split", "tokens", "bpc", "perplexity (char)", "seconds"):
         table.add_column(col, justify="right" if col != "split" else "left")
     results = {}
@@ -79,4 +80,4 @@ def eval_cmd(
         {"checkpoint": str(ckpt), "corpus": corpus.name, "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
     )
     out.write_text(json.dumps(existing, indent=2) + "\n", encoding="utf-8")
-    console.print(f"[dim]wrote {out}[/]")
+    console.print(f"[dim]wrote {escape(str(out))}[/]")

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from lstmlab.cli.common import RichProgress, console, handle_errors
@@ -87,7 +88,7 @@ def prepare_cmd(
         progress=RichProgress(),
     )
     prepared = prepare_corpus(corpus, request)
-    table = Table(title=f"{prepared.name}: vocabulary {prepared.vocab_size}")
+    table = Table(title=escape(f"{prepared.name}: vocabulary {prepared.vocab_size}"))
     table.add_column("split")
     table.add_column("tokens", justify="right")
     table.add_column("characters", justify="right")

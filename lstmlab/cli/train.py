@@ -7,10 +7,11 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from lstmlab import runs
-from lstmlab.cli.common import RichProgress, console, handle_errors
+from lstmlab.cli.common import RichProgress, console, fail, handle_errors
 from lstmlab.cli.options import DeviceOpt, SetOpt
 from lstmlab.config import load_recipe
 from lstmlab.device import resolve_device
@@ -36,6 +37,10 @@ def train_cmd(
         bool, typer.Option(help="Replace an existing --run-dir instead of refusing.")
     ] = False,
     device: DeviceOpt = "auto",
+    dry_run: Annotated[
+        bool,
+        typer.Option("--dry-run", help="Validate and print the resolved recipe; train nothing."),
+    ] = False,
 ) -> None:
     """Train a model from a recipe (truncated BPTT, checkpoints, validation, metrics.jsonl)."""
     overrides = overrides or []
@@ -67,6 +72,9 @@ def train_cmd(
         target = run_dir or runs_dir / (
             cfg.name or runs.default_run_name(recipe, cfg.data.corpus, cfg.model.cell.kind)
         )
+    if dry_run:
+        _show_resolved(cfg)
+        return
     dev = resolve_device(device)
     from lstmlab.train import open_run_corpus
 
@@ -76,8 +84,17 @@ def train_cmd(
     console.print(
         f"[bold]run[/] {target}  [dim]({cfg.model.cell.kind} on {cfg.data.corpus}, {dev})[/]"
     )
-    result = fit(cfg, target, resume=resume is not None, device=dev, progress=RichProgress())
-    table = Table(title=f"trained {target}", show_header=False)
+    try:
+        result = fit(cfg, target, resume=resume is not None, device=dev, progress=RichProgress())
+    except KeyboardInterrupt:  # a second Ctrl-C: stop now; checkpoints are written atomically
+        raise fail(
+            UsageError(
+                "training stopped at once by a second Ctrl-C; the last saved checkpoint is intact",
+                hint=f"continue with `lstmlab train --resume {target}`",
+            ),
+            exit_code=130,
+        ) from None
+    table = Table(title=escape(f"trained {target}"), show_header=False)
     table.add_row("stopped at", f"step {result.state.step} ({result.stop_reason})")
     table.add_row("parameters", f"{result.num_parameters:,}")
     table.add_row("tokens seen", f"{result.state.tokens_seen:,}")
@@ -91,4 +108,26 @@ def train_cmd(
             f"{result.state.best_valid_bpc:.4f} at step {result.state.best_step}",
         )
     console.print(table)
-    console.print(f"next: [bold]lstmlab eval {target}[/] and [bold]lstmlab sample {target}[/]")
+    console.print(
+        f"next: [bold]lstmlab eval {escape(str(target))}[/] and [bold]lstmlab sample {escape(str(target))}[/]"
+    )
+
+
+def _show_resolved(cfg) -> None:
+    """Print the validated recipe with every default filled in, and its size when the corpus is prepared."""
+    import yaml
+
+    from lstmlab.errors import CorpusError
+    from lstmlab.model import build_model
+    from lstmlab.train import open_run_corpus
+
+    console.print(yaml.safe_dump(cfg.to_dict(), sort_keys=False), markup=False)
+    try:
+        corpus = open_run_corpus(cfg)
+    except CorpusError as exc:
+        console.print(f"[dim]parameters: unknown ({escape(exc.message)})[/]")
+        return
+    params = build_model(cfg.model, corpus.vocab_size).num_parameters()
+    console.print(
+        f"parameters: {params:,} (vocabulary {corpus.vocab_size} of corpus {escape(corpus.name)})"
+    )

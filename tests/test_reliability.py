@@ -1,0 +1,194 @@
+"""A training run is never lost: signals, SIGKILL at any moment (mid-checkpoint too), full disks.
+
+These tests run `python -m lstmlab train` as a real subprocess and interrupt it
+the way a user or a cluster scheduler would.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from support import TINY_RECIPE
+from typer.testing import CliRunner
+
+from lstmlab import runs
+from lstmlab.checkpoint import load_checkpoint
+from lstmlab.cli.app import app
+from lstmlab.config import apply_overrides
+
+BUDGET = 40
+
+
+def _recipe(tmp_path: Path, *overrides: str) -> Path:
+    data = apply_overrides(
+        TINY_RECIPE,
+        [
+            f"train.max_steps={BUDGET}",
+            "train.checkpoint_every=1",
+            "train.eval_every=10",
+            *overrides,
+        ],
+    )
+    path = tmp_path / "r.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def _start(args: list[str], cwd: Path) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "200"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "lstmlab", "train", *map(str, args), "--device", "cpu"],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _wait_for_training(run: Path, proc: subprocess.Popen, timeout: float = 60.0) -> None:
+    """Block until the run has logged a training step (imports and set-up are done)."""
+    deadline = time.monotonic() + timeout
+    metrics = run / "metrics.jsonl"
+    while time.monotonic() < deadline:
+        if metrics.is_file() and metrics.stat().st_size > 0:
+            return
+        if proc.poll() is not None:
+            raise AssertionError(f"training exited early: {proc.communicate()}")
+        time.sleep(0.02)
+    raise AssertionError("training did not start in time")
+
+
+@pytest.mark.parametrize("signum,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_signal_saves_last_and_prints_the_resume_command(tiny_corpus, tmp_path, signum, code):
+    run = tmp_path / "run"
+    proc = _start(
+        [
+            _recipe(tmp_path, "train.max_steps=100000", "train.checkpoint_every=null"),
+            "--run-dir",
+            run,
+        ],
+        tmp_path,
+    )
+    _wait_for_training(run, proc)
+    proc.send_signal(signum)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == code, err
+    assert f"lstmlab train --resume {run}" in err.replace("\n", "") and "Traceback" not in err
+    step = load_checkpoint(runs.checkpoint_path(run, "last"))["train_state"]["step"]
+    assert step >= 1
+    resumed = _start(["--resume", run, "--set", f"train.max_steps={step + 3}"], tmp_path)
+    out, err = resumed.communicate(timeout=120)
+    assert resumed.returncode == 0, err
+    assert load_checkpoint(runs.checkpoint_path(run, "last"))["train_state"]["step"] == step + 3
+
+
+def test_second_ctrl_c_exits_at_once_without_damage(tiny_corpus, tmp_path):
+    run = tmp_path / "run"
+    proc = _start([_recipe(tmp_path, "train.max_steps=100000"), "--run-dir", run], tmp_path)
+    _wait_for_training(run, proc)
+    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "Traceback" not in err, err
+    assert load_checkpoint(runs.checkpoint_path(run, "last"))["train_state"]["step"] >= 1
+
+
+def test_sigkill_at_random_moments_then_resume_reaches_the_budget(tiny_corpus, tmp_path):
+    """Kill -9 repeatedly (saves happen every step, so kills land mid-write too); nothing is lost."""
+    rng = random.Random(1234)
+    run = tmp_path / "run"
+    recipe = _recipe(tmp_path)
+    kills, steps_seen = 0, []
+    for _ in range(5):
+        resume = runs.checkpoint_path(run, "last").is_file()
+        args = ["--resume", run] if resume else [recipe, "--run-dir", run, "--force"]
+        proc = _start(args, tmp_path)
+        _wait_for_training(run, proc)
+        time.sleep(rng.uniform(0.0, 0.4))
+        if proc.poll() is None:
+            proc.kill()
+            kills += 1
+        proc.communicate(timeout=60)
+        last = runs.checkpoint_path(run, "last")
+        if last.is_file():
+            steps_seen.append(
+                load_checkpoint(last)["train_state"]["step"]
+            )  # loadable after every kill
+    assert kills >= 3
+    assert steps_seen == sorted(steps_seen)  # progress is never lost
+    proc = _start(["--resume", run], tmp_path)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    final = load_checkpoint(runs.checkpoint_path(run, "last"))
+    assert final["train_state"]["step"] == BUDGET
+    assert all(torch.isfinite(t).all() for t in final["model"].values())
+    assert not list((run / "checkpoints").glob(".*.tmp"))  # stale temporaries were cleaned
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert records[-1]["kind"] == "end"
+
+
+def test_full_disk_while_checkpointing_fails_cleanly(tiny_recipe, tmp_path, monkeypatch):
+    runner = CliRunner()
+    run = tmp_path / "run"
+    assert (
+        runner.invoke(
+            app, ["train", str(tiny_recipe), "--run-dir", str(run), "--set", "train.max_steps=4"]
+        ).exit_code
+        == 0
+    )
+    before = load_checkpoint(runs.checkpoint_path(run, "last"))
+
+    def no_space(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(torch, "save", no_space)
+        result = runner.invoke(app, ["train", "--resume", str(run), "--set", "train.max_steps=8"])
+    assert result.exit_code == 1 and "No space left on device" in result.output
+    assert "Traceback" not in result.output and "intact" in result.output
+    after = load_checkpoint(runs.checkpoint_path(run, "last"))
+    assert after["train_state"] == before["train_state"]
+    again = runner.invoke(app, ["train", "--resume", str(run), "--set", "train.max_steps=8"])
+    assert again.exit_code == 0, again.output
+
+
+def test_altered_checkpoint_and_corpus_are_named(tiny_recipe, tiny_corpus, tmp_path):
+    runner = CliRunner()
+    run = tmp_path / "run"
+    assert (
+        runner.invoke(
+            app, ["train", str(tiny_recipe), "--run-dir", str(run), "--set", "train.max_steps=2"]
+        ).exit_code
+        == 0
+    )
+    ckpt = runs.checkpoint_path(run, "best")
+    payload = load_checkpoint(ckpt)
+    payload["model"]["embedding.weight"][0, 0] += (
+        1.0  # a silent bit-rot, re-saved without a new checksum
+    )
+    payload["sha256"] = "0" * 64
+    torch.save(payload, ckpt)
+    result = runner.invoke(app, ["eval", str(ckpt)])
+    assert (
+        result.exit_code == 1
+        and "fails its checksum" in result.output
+        and "Traceback" not in result.output
+    )
+
+    train_bin = tiny_corpus.path / "train.bin"
+    data = bytearray(train_bin.read_bytes())
+    data[10] ^= 0x01
+    train_bin.write_bytes(bytes(data))
+    result = runner.invoke(app, ["train", "--resume", str(run), "--set", "train.max_steps=4"])
+    assert result.exit_code == 1 and "train.bin" in result.output and "checksum" in result.output
