@@ -110,6 +110,9 @@ class TrainConfig(Frozen):
     eval_tokens: int | None = Field(default=None, gt=0)  # cap on valid tokens per periodic check
     log_every: int = Field(default=10, gt=0)
     on_nonfinite: Literal["stop", "skip"] = "stop"
+    # Mixed precision by autocast (fp16 with a grad scaler, CUDA only); state stays float32.
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    compile: bool = False  # wrap the model in torch.compile for the training step
 
     @model_validator(mode="after")
     def _has_budget(self) -> TrainConfig:

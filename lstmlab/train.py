@@ -14,6 +14,7 @@ Ctrl-C stops at once; checkpoints are written atomically, so none is torn.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import signal
 import threading
@@ -32,8 +33,9 @@ from lstmlab.cells import detach_state
 from lstmlab.checkpoint import load_checkpoint, remove_stale_temporaries, save_checkpoint
 from lstmlab.config import RunConfig, ScheduleConfig, TrainConfig
 from lstmlab.corpora.store import Corpus, default_data_dir, open_corpus
+from lstmlab.distributed import SINGLE, DistContext
 from lstmlab.errors import CheckpointError, ConfigError, TrainingError, VocabularyError
-from lstmlab.evaluate import evaluate
+from lstmlab.evaluate import EvalResult, evaluate
 from lstmlab.model import build_model
 from lstmlab.progress import NullProgress, Progress
 
@@ -166,6 +168,57 @@ def _set_rng_state(rng: dict) -> None:
         torch.cuda.set_rng_state_all(rng["cuda"])
 
 
+# ---------------------------------------------------------------- precision, compile, DDP
+
+
+def precision_context(precision: str, device: torch.device):
+    """(autocast context factory, grad scaler or None) for train.precision."""
+    if precision == "fp32":
+        return contextlib.nullcontext, None
+    if precision == "fp16" and device.type != "cuda":
+        raise ConfigError(
+            "train.precision fp16 needs a CUDA device", hint="use bf16 (CPU or CUDA) or fp32"
+        )
+    if precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise ConfigError(
+            "train.precision bf16 is not supported by this GPU", hint="use fp16 or fp32"
+        )
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    scaler = torch.amp.GradScaler(device.type) if precision == "fp16" else None
+    return (lambda: torch.autocast(device.type, dtype=dtype)), scaler
+
+
+def _float_state(state: list) -> list:
+    """Recurrent state and stabilisers are carried in float32 whatever autocast computed."""
+    return [type(s)(*(t.float() for t in s)) for s in state]
+
+
+def _wrap(model: torch.nn.Module, tcfg: TrainConfig, dist: DistContext, device: torch.device):
+    """The callable the training step runs: DDP and/or torch.compile around `model`.
+
+    Checkpoints always come from `model` itself, so they never carry `module.` or
+    `_orig_mod.` prefixes and load on any backend.
+    """
+    wrapped = model
+    if dist.enabled:
+        from torch.nn.parallel import DistributedDataParallel
+
+        ids = [device.index] if device.type == "cuda" else None
+        wrapped = DistributedDataParallel(model, device_ids=ids)
+    if tcfg.compile:
+        wrapped = torch.compile(wrapped)
+    return wrapped
+
+
+def _rank_slice(tokens, dist: DistContext):
+    """Rank r's contiguous share of a split; shares overlap by one token so every pair is scored once."""
+    if not dist.enabled:
+        return tokens
+    n = len(tokens) - 1
+    start, stop = n * dist.rank // dist.world_size, n * (dist.rank + 1) // dist.world_size
+    return tokens[start : stop + 1]
+
+
 # ---------------------------------------------------------------- the loop
 
 
@@ -212,13 +265,19 @@ def fit(
     device: torch.device | str = "cpu",
     progress: Progress | None = None,
     on_event: Callable[[dict], None] | None = None,
+    dist: DistContext = SINGLE,
 ) -> TrainResult:
-    """Train `cfg` into `run_dir` (which must exist); with `resume`, continue from its last.pt."""
+    """Train `cfg` into `run_dir` (which must exist); with `resume`, continue from its last.pt.
+
+    Under torchrun, pass the `DistContext`: every rank runs this function on its
+    block of streams, and only rank 0 writes metrics, progress and checkpoints.
+    """
     device = torch.device(device)
-    progress = progress or NullProgress()
+    progress = (progress or NullProgress()) if dist.is_main else NullProgress()
     run_dir = Path(run_dir)
     corpus = open_run_corpus(cfg, verify=True)
-    remove_stale_temporaries(runs.checkpoint_path(run_dir, "last").parent)
+    if dist.is_main:
+        remove_stale_temporaries(runs.checkpoint_path(run_dir, "last").parent)
     train_tokens, valid_tokens = corpus.tokens("train"), corpus.tokens("valid")
     tcfg = cfg.train
     streams = Streams(train_tokens, tcfg.batch_size)
@@ -229,6 +288,9 @@ def fit(
             "train.schedule cosine needs a step budget (max_steps, max_tokens or max_epochs), not only max_minutes"
         )
     char_len = torch.as_tensor(corpus.tokenizer.char_lengths(), dtype=torch.float64)
+    rows = dist.rows(tcfg.batch_size)  # this process's block of streams
+    local_batch = rows.stop - rows.start
+    autocast, scaler = precision_context(tcfg.precision, device)
 
     payload = None
     if resume:
@@ -241,33 +303,54 @@ def fit(
             )
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.model, corpus.vocab_size).to(device)
+    if dist.enabled:  # different dropout masks per rank; DDP broadcasts rank 0's weights
+        torch.manual_seed(cfg.seed + 7919 * dist.rank)
+    step_model = _wrap(model, tcfg, dist, device)
     optimizer = build_optimizer(model, tcfg)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: lr_factor(s, tcfg.schedule, budget_steps, steps_per_epoch)
     )
     state = TrainState()
-    hidden = model.initial_state(tcfg.batch_size, device=device)
+    hidden = model.initial_state(local_batch, device=device)
     if payload is not None:
         model.load_state_dict(payload["model"])
         optimizer.load_state_dict(payload["optimizer"])
         scheduler.load_state_dict(payload["scheduler"])
+        if scaler is not None and "scaler" in payload:
+            scaler.load_state_dict(payload["scaler"])
         state = TrainState(**payload["train_state"])
-        hidden = _state_from_plain(payload["hidden"], hidden)
-        _set_rng_state(payload["rng"])
-        runs.truncate_metrics(run_dir, state.step)
-    runs.write_config(run_dir, cfg.to_dict())
+        saved_batch = payload["hidden"][0][0].shape[0]
+        if saved_batch != tcfg.batch_size:
+            raise ConfigError(
+                f"train.batch_size is {tcfg.batch_size} but {run_dir} was trained with {saved_batch} streams",
+                hint="resume with the run's batch size (the number of processes may change)",
+            )
+        hidden = _state_from_plain(
+            [[t[rows] for t in layer] for layer in payload["hidden"]], hidden
+        )
+        if dist.enabled:
+            torch.manual_seed(cfg.seed + 7919 * dist.rank + state.step)
+        else:
+            _set_rng_state(payload["rng"])
+    if dist.is_main:
+        if payload is not None:
+            runs.truncate_metrics(run_dir, state.step)
+        runs.write_config(run_dir, cfg.to_dict())
 
     def save(which: str) -> None:
+        full_hidden = [[dist.gather_rows(t) for t in layer] for layer in hidden]  # collective
+        if not dist.is_main:
+            return
         path = runs.checkpoint_path(run_dir, which)
         try:
-            _save(path)
+            _save(path, full_hidden)
         except OSError as exc:
             raise CheckpointError(
                 f"could not write {path} at step {state.step} ({exc.strerror or exc}); the previous {which}.pt is intact",
                 hint=f"free disk space, then `lstmlab train --resume {run_dir}`",
             ) from None
 
-    def _save(path: Path) -> None:
+    def _save(path: Path, full_hidden: list) -> None:
         save_checkpoint(
             path,
             {
@@ -278,27 +361,32 @@ def fit(
                 "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(),
                 "train_state": asdict(state),
-                "hidden": _state_to_plain(hidden),
+                "hidden": _state_to_plain(full_hidden),
                 "rng": _rng_state(),
+                **({"scaler": scaler.state_dict()} if scaler is not None else {}),
                 "num_parameters": model.num_parameters(),
             },
         )
 
     def emit(record: dict) -> None:
+        if not dist.is_main:
+            return
         runs.append_metrics(run_dir, record)
         if on_event:
             on_event(record)
 
     def validate_now() -> dict:
+        tokens = valid_tokens[: tcfg.eval_tokens + 1] if tcfg.eval_tokens else valid_tokens
         result = evaluate(
             model,
-            valid_tokens,
+            _rank_slice(tokens, dist),
             batch_size=cfg.eval.batch_size,
             bptt=cfg.eval.bptt,
             char_lengths=corpus.tokenizer.char_lengths(),
-            max_tokens=tcfg.eval_tokens,
             device=device,
         )
+        result = EvalResult(*dist.sum([result.nats, result.tokens, result.chars], device))
+        result = EvalResult(result.nats, int(result.tokens), int(result.chars))
         record = {
             "kind": "valid",
             "step": state.step,
@@ -337,21 +425,32 @@ def fit(
             if state.stream_pos >= streams.length:  # epoch boundary: start streams and state afresh
                 state.epoch += 1
                 state.stream_pos = 0
-                hidden = model.initial_state(tcfg.batch_size, device=device)
+                hidden = model.initial_state(local_batch, device=device)
             x, y = streams.window(state.stream_pos, tcfg.bptt)
-            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            x, y = x[rows].to(device, non_blocking=True), y[rows].to(device, non_blocking=True)
             hidden = detach_state(hidden)
-            logits, new_hidden = model(x, hidden)
-            loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
+            with autocast():
+                logits, new_hidden = step_model(x, hidden)
+                loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), y.reshape(-1))
             optimizer.zero_grad(set_to_none=True)
             grad_norm = None
-            if torch.isfinite(loss):
-                loss.backward()
+            # every rank must take the same branch, or DDP's gradient all-reduce would hang
+            (loss_bad,) = dist.any([not bool(torch.isfinite(loss))], device)
+            if not loss_bad:
+                (scaler.scale(loss) if scaler else loss).backward()
+                if scaler:
+                    scaler.unscale_(optimizer)
                 # the norm is computed either way: a finite loss can still give inf/NaN gradients
                 grad_norm = torch.nn.utils.clip_grad_norm_(
                     model.parameters(), tcfg.grad_clip or math.inf
                 )
-            if grad_norm is None or not torch.isfinite(grad_norm):
+            if scaler is not None and grad_norm is not None and not torch.isfinite(grad_norm):
+                scaler.step(
+                    optimizer
+                )  # fp16 overflow: the scaler skips the step and lowers its scale
+                scaler.update()
+                hidden = _float_state(new_hidden)
+            elif grad_norm is None or not torch.isfinite(grad_norm):
                 what = (
                     f"loss became {float(loss.detach())}"
                     if grad_norm is None
@@ -364,13 +463,17 @@ def fit(
                         "or set train.on_nonfinite=skip",
                     )
                 optimizer.zero_grad(set_to_none=True)
-                hidden = model.initial_state(tcfg.batch_size, device=device)
+                hidden = model.initial_state(local_batch, device=device)
                 emit({"kind": "skip", "step": state.step + 1, "reason": what})
             else:
-                optimizer.step()
-                hidden = new_hidden
+                if scaler is not None:
+                    scaler.step(optimizer)
+                    scaler.update()
+                else:
+                    optimizer.step()
+                hidden = _float_state(new_hidden)
             scheduler.step()
-            n = y.numel()
+            n = y.numel() * dist.world_size
             state.step += 1
             state.tokens_seen += n
             state.stream_pos += x.shape[1]
@@ -400,6 +503,13 @@ def fit(
                 window_tokens, window_time = 0, 0.0
             bar.advance(1)
             stop_reason = budget_left()
+            if dist.enabled:  # ranks agree on stopping (time budgets and signals may differ)
+                over, signalled = dist.any(
+                    [stop_reason is not None, stop.signum is not None], device
+                )
+                stop_reason = stop_reason or ("max_minutes" if over else None)
+                if signalled and stop.signum is None:
+                    stop.signum = signal.SIGTERM
             if state.step % tcfg.eval_every == 0 and stop_reason is None:
                 final_valid = validate_now()
                 save("last")

@@ -5,10 +5,11 @@ from __future__ import annotations
 import pytest
 import yaml
 from pydantic import ValidationError
-from support import REPO, TINY_RECIPE
 
 from lstmlab.config import apply_overrides, load_recipe, parse_override, validate
 from lstmlab.errors import ConfigError
+
+from support import REPO, TINY_RECIPE
 
 RECIPES = sorted((REPO / "recipes").rglob("*.yaml"))
 

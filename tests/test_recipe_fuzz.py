@@ -9,12 +9,13 @@ from __future__ import annotations
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from support import TINY_RECIPE
 from typer.testing import CliRunner
 
 from lstmlab.cli.app import app
 from lstmlab.config import RunConfig, apply_overrides, load_recipe
 from lstmlab.errors import ConfigError
+
+from support import TINY_RECIPE
 
 KEYS = [
     "data",

@@ -18,13 +18,14 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from support import TINY_RECIPE
 from typer.testing import CliRunner
 
 from lstmlab import runs
 from lstmlab.checkpoint import load_checkpoint
 from lstmlab.cli.app import app
 from lstmlab.config import apply_overrides
+
+from support import TINY_RECIPE
 
 BUDGET = 40
 

@@ -10,13 +10,14 @@ import threading
 
 import pytest
 import torch
-from support import TINY_RECIPE
 
 from lstmlab import runs
 from lstmlab.checkpoint import load_checkpoint
 from lstmlab.config import ScheduleConfig, apply_overrides, validate
 from lstmlab.errors import ConfigError, TrainingError
 from lstmlab.train import TrainingInterrupted, fit, lr_factor
+
+from support import TINY_RECIPE
 
 
 def _cfg(*overrides):

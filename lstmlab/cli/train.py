@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 from pathlib import Path
 from typing import Annotated
 
+import torch
 import typer
 from rich.markup import escape
 from rich.table import Table
 
 from lstmlab import runs
-from lstmlab.cli.common import RichProgress, console, fail, handle_errors
+from lstmlab.cli.common import RichProgress, console, err_console, fail, handle_errors
 from lstmlab.cli.options import DeviceOpt, SetOpt
 from lstmlab.config import load_recipe
 from lstmlab.device import resolve_device
-from lstmlab.errors import UsageError
+from lstmlab.distributed import init_from_env, launched_by_torchrun, shutdown
+from lstmlab.errors import LstmlabError, UsageError
 from lstmlab.train import fit, load_run_config
 
 
@@ -41,6 +45,12 @@ def train_cmd(
         bool,
         typer.Option("--dry-run", help="Validate and print the resolved recipe; train nothing."),
     ] = False,
+    nproc: Annotated[
+        int,
+        typer.Option(
+            min=1, help="Data-parallel processes on this machine (launches torchrun for you)."
+        ),
+    ] = 1,
 ) -> None:
     """Train a model from a recipe (truncated BPTT, checkpoints, validation, metrics.jsonl)."""
     overrides = overrides or []
@@ -75,17 +85,45 @@ def train_cmd(
     if dry_run:
         _show_resolved(cfg)
         return
+    if nproc > 1 and not launched_by_torchrun():
+        argv = _forwarded_args(recipe, overrides, target, resume, force, device)
+        raise typer.Exit(_launch_torchrun(nproc, argv))
     dev = resolve_device(device)
+    ctx = init_from_env(dev.type)
+    try:
+        _train(cfg, target, resume=resume is not None, force=force, dev=dev, ctx=ctx)
+    finally:
+        shutdown()
+
+
+def _train(cfg, target: Path, *, resume: bool, force: bool, dev, ctx) -> None:
+    """Run (or join, under torchrun) one training run and print its summary on rank 0."""
     from lstmlab.train import open_run_corpus
 
+    if ctx.enabled:
+        target = Path(ctx.broadcast(str(target)))  # every rank writes under rank 0's run name
+        if dev.type == "cuda":
+            dev = torch.device("cuda", ctx.local_rank)
+            torch.cuda.set_device(dev)
+        if not ctx.is_main:
+            console.quiet = err_console.quiet = True
     open_run_corpus(cfg)  # a missing corpus is reported before the run folder is made
-    if resume is None:
-        runs.prepare_run_dir(target, force=force)
+    if not resume:
+        problem = None
+        if ctx.is_main:
+            try:
+                runs.prepare_run_dir(target, force=force)
+            except LstmlabError as exc:
+                problem = (exc.message, exc.hint)
+        problem = ctx.broadcast(problem)
+        if problem:
+            raise UsageError(*problem)
+    ranks = f", {ctx.world_size} processes" if ctx.enabled else ""
     console.print(
-        f"[bold]run[/] {target}  [dim]({cfg.model.cell.kind} on {cfg.data.corpus}, {dev})[/]"
+        f"[bold]run[/] {escape(str(target))}  [dim]({cfg.model.cell.kind} on {cfg.data.corpus}, {dev}{ranks})[/]"
     )
     try:
-        result = fit(cfg, target, resume=resume is not None, device=dev, progress=RichProgress())
+        result = fit(cfg, target, resume=resume, device=dev, progress=RichProgress(), dist=ctx)
     except KeyboardInterrupt:  # a second Ctrl-C: stop now; checkpoints are written atomically
         raise fail(
             UsageError(
@@ -131,3 +169,31 @@ def _show_resolved(cfg) -> None:
     console.print(
         f"parameters: {params:,} (vocabulary {corpus.vocab_size} of corpus {escape(corpus.name)})"
     )
+
+
+def _forwarded_args(recipe, overrides, target, resume, force, device) -> list[str]:
+    """The same training command for each torchrun worker, with the run folder fixed."""
+    argv = (
+        ["--resume", str(resume)] if resume is not None else [str(recipe), "--run-dir", str(target)]
+    )
+    for text in overrides:
+        argv += ["--set", text]
+    if force:
+        argv.append("--force")
+    return [*argv, "--device", device]
+
+
+def _launch_torchrun(nproc: int, argv: list[str]) -> int:
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc_per_node={nproc}",
+        "-m",
+        "lstmlab",
+        "train",
+        *argv,
+    ]
+    console.print(f"[dim]launching: {escape(' '.join(cmd))}[/]")
+    return subprocess.call(cmd)

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import pytest
 import yaml
-from support import TINY_RECIPE
 from typer.testing import CliRunner
 
 from lstmlab.cli.app import app
+
+from support import TINY_RECIPE
 
 runner = CliRunner()
 

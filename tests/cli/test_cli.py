@@ -6,11 +6,12 @@ import json
 
 import pytest
 import yaml
-from support import TINY_RECIPE, TINY_TEXT
 from typer.testing import CliRunner
 
 from lstmlab import __version__
 from lstmlab.cli.app import app
+
+from support import TINY_RECIPE, TINY_TEXT
 
 runner = CliRunner()
 

@@ -1,0 +1,133 @@
+"""Data-parallel training with torchrun (gloo on CPU), mixed precision and torch.compile."""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from lstmlab import runs
+from lstmlab.checkpoint import load_checkpoint
+from lstmlab.config import apply_overrides, validate
+from lstmlab.distributed import DistContext
+from lstmlab.errors import ConfigError
+from lstmlab.train import _rank_slice, fit
+
+from support import TINY_RECIPE
+
+NO_DROPOUT = [
+    "model.dropout.hidden=0",
+    "model.dropout.output=0",
+    "model.dropout.weight=0",
+    "model.dropout.embedding=0",
+    "model.dropout.input=0",
+]
+
+
+def _recipe(tmp_path, *overrides):
+    data = apply_overrides(
+        TINY_RECIPE, ["train.max_steps=6", "train.eval_every=3", *NO_DROPOUT, *overrides]
+    )
+    path = tmp_path / "ddp.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path, validate(data)
+
+
+def _lstmlab(*args, cwd):
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.run(
+        [sys.executable, "-m", "lstmlab", *map(str, args)],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_two_gloo_processes_equal_one_process_then_resume_with_one(tiny_corpus, tmp_path):
+    path, cfg = _recipe(tmp_path)
+    single = runs.prepare_run_dir(tmp_path / "single")
+    fit(cfg, single)
+
+    ddp = tmp_path / "ddp"
+    proc = _lstmlab(
+        "train", path, "--run-dir", ddp, "--nproc", "2", "--device", "cpu", cwd=tmp_path
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "2 processes" in proc.stdout
+
+    a = load_checkpoint(runs.checkpoint_path(single, "last"))
+    b = load_checkpoint(runs.checkpoint_path(ddp, "last"))
+    assert a["model"].keys() == b["model"].keys()
+    for key in a["model"]:
+        torch.testing.assert_close(b["model"][key], a["model"][key], atol=2e-5, rtol=1e-4)
+    assert b["train_state"]["tokens_seen"] == a["train_state"]["tokens_seen"]  # same global batch
+    assert b["hidden"][0][0].shape[0] == cfg.train.batch_size  # the full-batch state was gathered
+
+    # one writer: each record once, only the two checkpoints, no stray temporaries
+    steps = [
+        json.loads(line)["step"]
+        for line in (ddp / "metrics.jsonl").read_text().splitlines()
+        if json.loads(line)["kind"] == "train"
+    ]
+    assert steps == sorted(set(steps))
+    assert sorted(p.name for p in (ddp / "checkpoints").iterdir()) == ["best.pt", "last.pt"]
+
+    # a run started with 2 processes resumes with 1
+    proc = _lstmlab(
+        "train", "--resume", ddp, "--set", "train.max_steps=9", "--device", "cpu", cwd=tmp_path
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert load_checkpoint(runs.checkpoint_path(ddp, "last"))["train_state"]["step"] == 9
+
+
+@pytest.mark.parametrize("n,world", [(101, 2), (100, 3), (7, 4), (2, 2)])
+def test_rank_slices_score_every_pair_once(n, world):
+    tokens = np.arange(n)
+    pairs = []
+    for rank in range(world):
+        part = _rank_slice(tokens, DistContext(rank=rank, world_size=world))
+        pairs += list(zip(part[:-1], part[1:]))
+    assert sorted(pairs) == list(zip(tokens[:-1], tokens[1:]))
+
+
+def test_batch_must_split_evenly():
+    assert DistContext(rank=1, world_size=2).rows(8) == slice(4, 8)
+    with pytest.raises(ConfigError, match="does not split evenly"):
+        DistContext(rank=0, world_size=3).rows(8)
+
+
+def test_bf16_autocast_trains_with_float32_state(tiny_corpus, tmp_path):
+    _, cfg = _recipe(tmp_path, "train.precision=bf16")
+    run = runs.prepare_run_dir(tmp_path / "bf16")
+    result = fit(cfg, run)
+    assert np.isfinite(result.final_valid["bpc"])
+    ckpt = load_checkpoint(runs.checkpoint_path(run, "last"))
+    assert all(t.dtype == torch.float32 for layer in ckpt["hidden"] for t in layer)
+    assert all(t.dtype == torch.float32 for t in ckpt["model"].values())
+
+
+def test_fp16_needs_cuda(tiny_corpus, tmp_path):
+    _, cfg = _recipe(tmp_path, "train.precision=fp16")
+    with pytest.raises(ConfigError, match="fp16 needs a CUDA device"):
+        fit(cfg, runs.prepare_run_dir(tmp_path / "fp16"))
+
+
+def test_compiled_runs_save_plain_checkpoints(tiny_corpus, tmp_path, monkeypatch):
+    # the eager backend exercises the wrapping without minutes of kernel compilation on CPU
+    monkeypatch.setattr(torch, "compile", functools.partial(torch.compile, backend="eager"))
+    _, cfg = _recipe(tmp_path, "train.compile=true")
+    run = runs.prepare_run_dir(tmp_path / "compiled")
+    fit(cfg, run)
+    keys = load_checkpoint(runs.checkpoint_path(run, "last"))["model"].keys()
+    assert not any("_orig_mod" in k or k.startswith("module.") for k in keys)
+    _, plain = _recipe(tmp_path)
+    fit(validate(apply_overrides(plain.to_dict(), ["train.max_steps=8"])), run, resume=True)
