@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-$(TORCH_VERSION)
 DEMO_DIR := runs/demo
 PTB_SHARED := ../shared/data/ptb
 
-.PHONY: install demo test lint clean
+.PHONY: install demo test lint bench clean
 
 install: $(STAMP)
 
@@ -29,6 +29,10 @@ demo: install
 
 test: install
 	$(PY) -m pytest -q -n 2 --dist loadfile
+
+# Reference-size throughput of every registered cell vs torch.nn.LSTM -> benchmarks/results/
+bench: install
+	$(VENV)/bin/lstmlab bench
 
 lint: install
 	$(VENV)/bin/ruff check lstmlab tests benchmarks

@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from lstmlab import __version__
+from lstmlab.cli.bench import bench_cmd
 from lstmlab.cli.eval import eval_cmd
 from lstmlab.cli.prepare import prepare_cmd
 from lstmlab.cli.sample import sample_cmd
@@ -43,6 +44,7 @@ app.command("prepare")(prepare_cmd)
 app.command("train")(train_cmd)
 app.command("eval")(eval_cmd)
 app.command("sample")(sample_cmd)
+app.command("bench")(bench_cmd)
 
 
 def main() -> None:
