@@ -16,7 +16,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from lstmlab.cells.configs import CellConfig
+from lstmlab.cells.configs import CellConfig, SLSTMConfig, slstm_positions
 from lstmlab.errors import ConfigError
 
 SCHEMA_VERSION = 1
@@ -65,6 +65,30 @@ class ModelConfig(Frozen):
     dropout: DropoutConfig = DropoutConfig()
     # AWD-LSTM ties the softmax to the embedding and makes the last layer embed_dim wide.
     tie_weights: bool = False
+    # xLSTM stacks: a weight-only LayerNorm between the last layer and the head, and the
+    # layers built from `slstm` instead of `cell`: 0-based positions or "xLSTM[a:b]".
+    final_norm: bool = False
+    slstm: SLSTMConfig | None = None
+    slstm_at: tuple[int, ...] | str = ()
+
+    @model_validator(mode="after")
+    def _slstm_layers(self) -> ModelConfig:
+        positions = slstm_positions(self.slstm_at, self.num_layers)
+        if positions and self.slstm is None:
+            raise ValueError(
+                "slstm_at names sLSTM layers: set model.slstm (the sLSTM block's config)"
+            )
+        if self.slstm is not None and self.slstm.hidden_dim != self.cell.hidden_dim:
+            raise ValueError(
+                "model.slstm.hidden_dim must equal model.cell.hidden_dim (one residual width)"
+            )
+        return self
+
+    def layer_config(self, index: int):
+        """The cell config of layer `index` (0-based): `slstm` at `slstm_at`, else `cell`."""
+        if index in slstm_positions(self.slstm_at, self.num_layers):
+            return self.slstm
+        return self.cell
 
 
 class OptimizerConfig(Frozen):

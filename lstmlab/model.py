@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lstmlab.cells import build_layer
+from lstmlab.cells.xlstm import LayerNorm
 from lstmlab.config import ModelConfig
 
 
@@ -57,14 +58,16 @@ class LanguageModel(nn.Module):
         self.vocab_size = vocab_size
         self.embedding = nn.Embedding(vocab_size, cfg.embed_dim)
         layers = []
-        for inp, hidden in layer_sizes(cfg):
-            spec = (
-                cfg.cell
-                if hidden == cfg.cell.hidden_dim
-                else cfg.cell.model_copy(update={"hidden_dim": hidden})
-            )
+        for index, (inp, hidden) in enumerate(layer_sizes(cfg)):
+            spec = cfg.layer_config(index)
+            if hidden != spec.hidden_dim:
+                spec = spec.model_copy(update={"hidden_dim": hidden})
             layers.append(build_layer(spec, inp, weight_dropout=cfg.dropout.weight))
+        for index, layer in enumerate(layers):
+            if hasattr(layer, "init_for_stack"):  # xLSTM blocks: init depends on depth
+                layer.init_for_stack(index, len(layers))
         self.layers = nn.ModuleList(layers)
+        self.final_norm = LayerNorm(layers[-1].hidden_dim) if cfg.final_norm else None
         self.head = nn.Linear(layers[-1].hidden_dim, vocab_size)
         nn.init.uniform_(self.embedding.weight, -0.1, 0.1)
         nn.init.zeros_(self.head.bias)
@@ -87,6 +90,8 @@ class LanguageModel(nn.Module):
             new_state.append(s)
             p = drop.output if index == len(self.layers) - 1 else drop.hidden
             x = locked_dropout(x, p, self.training)
+        if self.final_norm is not None:
+            x = self.final_norm(x)
         return self.head(x), new_state  # (B, T, V)
 
     def num_parameters(self) -> int:

@@ -33,3 +33,25 @@ TINY_RECIPE = {
     },
     "eval": {"batch_size": 3, "bptt": 32},
 }
+
+
+def check_carried_state(cell, x, split: int):
+    """Assert that two windows (split at `split`) and T = 1 steps both equal one long window.
+
+    x (B, T, E) in the cell's dtype; returns the long window's final state for further checks.
+    """
+    import torch
+
+    s0 = cell.initial_state(x.shape[0], dtype=x.dtype)
+    full, s_full = cell(x, s0)
+    first, s = cell(x[:, :split], s0)
+    second, s = cell(x[:, split:], s)
+    torch.testing.assert_close(torch.cat([first, second], 1), full)
+    for a, b in zip(s, s_full):
+        torch.testing.assert_close(a, b)
+    outs, s = [], s0
+    for x_t in x.unbind(1):
+        y_t, s = cell.step(x_t, s)
+        outs.append(y_t)
+    torch.testing.assert_close(torch.stack(outs, 1), full)
+    return s_full

@@ -13,8 +13,10 @@ from types import MappingProxyType
 from pydantic import BaseModel
 
 from lstmlab.cells.base import RecurrentCell, detach_state, select_streams
-from lstmlab.cells.configs import LSTMConfig
+from lstmlab.cells.configs import LSTMConfig, MLSTMConfig, SLSTMConfig
 from lstmlab.cells.lstm import LSTMCell
+from lstmlab.cells.mlstm import MLSTMCell
+from lstmlab.cells.slstm import SLSTMCell
 
 
 @dataclass(frozen=True)
@@ -27,6 +29,8 @@ class CellSpec:
 CELLS: Mapping[str, CellSpec] = MappingProxyType(
     {
         "lstm": CellSpec(LSTMConfig, LSTMCell, "Hochreiter & Schmidhuber 1997; Gers et al. 2000"),
+        "mlstm": CellSpec(MLSTMConfig, MLSTMCell, "Beck et al. 2024, arXiv:2405.04517"),
+        "slstm": CellSpec(SLSTMConfig, SLSTMCell, "Beck et al. 2024, arXiv:2405.04517"),
     }
 )
 

@@ -7,6 +7,7 @@ union and equals the cell's registry key.
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -27,6 +28,57 @@ class LSTMConfig(_CellBase):
     capped_input_gate: bool = False
 
 
-CellConfig = Annotated[Union[LSTMConfig], Field(discriminator="kind")]  # noqa: UP007
+class MLSTMConfig(_CellBase):
+    """xLSTM's matrix-memory mLSTM block (arXiv:2405.04517); not Krause's multiplicative LSTM."""
 
-CELL_KINDS: tuple[str, ...] = ("lstm",)
+    kind: Literal["mlstm"] = "mlstm"
+    hidden_dim: int = Field(gt=0)  # model width d: the block's residual stream
+    num_heads: int = Field(default=4, ge=1)  # must divide the inner width round_up(2d, 64)
+    proj_factor: float = Field(default=2.0, gt=0.0)  # inner width = round_up(proj_factor * d, 64)
+    conv_kernel: int = Field(default=4, ge=1)
+    chunk_size: int = Field(default=64, ge=1)  # chunkwise form's chunk length for windows
+    dropout: float = Field(default=0.0, ge=0.0, lt=1.0)  # on the block's output
+
+
+class SLSTMConfig(_CellBase):
+    """xLSTM's scalar-memory sLSTM block with its gated MLP (arXiv:2405.04517)."""
+
+    kind: Literal["slstm"] = "slstm"
+    hidden_dim: int = Field(gt=0)  # model width d: the block's residual stream
+    num_heads: int = Field(default=4, ge=1)  # must divide hidden_dim
+    forget_gate: Literal["sigmoid", "exponential"] = "sigmoid"
+    conv_kernel: int = Field(default=4, ge=1)
+    ffn_factor: float = Field(default=1.3, gt=0.0)  # gated-MLP width = round_up(ffn_factor * d, 64)
+    dropout: float = Field(default=0.0, ge=0.0, lt=1.0)  # on the cell output and the MLP output
+
+
+CellConfig = Annotated[
+    Union[LSTMConfig, MLSTMConfig, SLSTMConfig],  # noqa: UP007
+    Field(discriminator="kind"),
+]
+
+CELL_KINDS: tuple[str, ...] = ("lstm", "mlstm", "slstm")
+
+
+def slstm_positions(slstm_at: tuple[int, ...] | str, num_layers: int) -> tuple[int, ...]:
+    """0-based sLSTM block positions from a list or the paper's "xLSTM[a:b]" notation.
+
+    "xLSTM[a:b]": a mLSTM blocks for every b sLSTM blocks; in each group of a + b
+    consecutive blocks the b sLSTM blocks follow the group's first mLSTM block
+    (so xLSTM[7:1] over 8 blocks is [1]). Raises ValueError on a bad value.
+    """
+    if isinstance(slstm_at, str):
+        match = re.fullmatch(r"\s*xLSTM\[(\d+):(\d+)\]\s*", slstm_at)
+        if not match:
+            raise ValueError(f"{slstm_at!r} is not a list of positions or 'xLSTM[a:b]'")
+        a, b = int(match[1]), int(match[2])
+        if a + b == 0 or num_layers % (a + b):
+            raise ValueError(f"{slstm_at} needs num_layers to be a multiple of {a + b}")
+        first = 1 if a else 0  # leading mLSTM block of each group
+        return tuple(g + first + j for g in range(0, num_layers, a + b) for j in range(b))
+    bad = [p for p in slstm_at if not 0 <= p < num_layers]
+    if bad or len(set(slstm_at)) != len(slstm_at):
+        raise ValueError(
+            f"positions must be distinct and in [0, {num_layers}), got {list(slstm_at)}"
+        )
+    return tuple(sorted(slstm_at))

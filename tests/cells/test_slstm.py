@@ -1,0 +1,93 @@
+"""The sLSTM block: parameter formula, gradcheck, carried state (cell and conv buffer), init."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from support import check_carried_state
+
+from lstmlab.cells import build_layer
+from lstmlab.cells.configs import SLSTMConfig
+from lstmlab.cells.slstm import SLSTMCell, powerlaw_forget_bias
+from lstmlab.errors import ConfigError
+
+
+def _block(d=16, heads=4, **kw) -> SLSTMCell:
+    torch.manual_seed(0)
+    return build_layer(SLSTMConfig(hidden_dim=d, num_heads=heads, **kw), d)
+
+
+def test_parameter_count_matches_the_reference_formula():
+    d, NH, F = 128, 4, 192  # F = round_up(1.3 d, 64)
+    expected = 8 * d * d // NH + 4 * d + 5 * d + 3 * d + 3 * F * d
+    assert expected == 108_032
+    assert sum(p.numel() for p in _block(d, NH).parameters()) == expected
+
+
+def test_powerlaw_forget_bias():
+    first = powerlaw_forget_bias(8, 0, 4)
+    assert first[0] == pytest.approx(5.0) and first[-1] == pytest.approx(-7.0)
+    assert (first[1:] < first[:-1]).all()
+    # deeper blocks keep more long-memory units (larger exponent flattens the start)
+    assert (powerlaw_forget_bias(8, 3, 4)[1:-1] > first[1:-1]).all()
+
+
+def test_init_follows_the_paper():
+    block = _block()
+    assert block.recurrent_weight.abs().sum() == 0
+    torch.testing.assert_close(block.bias[1, 0], powerlaw_forget_bias(4))
+    assert block.bias[[0, 2, 3]].abs().sum() == 0
+
+
+@pytest.mark.parametrize("forget_gate", ["sigmoid", "exponential"])
+def test_two_windows_equal_one_long_window_and_steps_match(forget_gate):
+    block = _block(forget_gate=forget_gate).double().eval()
+    with torch.no_grad():  # R = 0 at init would hide a wrong recurrence
+        block.recurrent_weight.normal_(0, 0.3)
+    x = torch.randn(2, 11, 16, dtype=torch.float64)
+    s_full = check_carried_state(block, x, split=4)
+    torch.testing.assert_close(s_full.conv, block.norm(x)[:, -3:])  # last K − 1 inputs y
+
+
+def test_heads_do_not_mix():
+    block = _block(d=8, heads=2).double().eval()
+    with torch.no_grad():
+        block.recurrent_weight.normal_(0, 0.5)
+    x = torch.randn(1, 5, 8, dtype=torch.float64)
+    s0 = block.initial_state(1, dtype=torch.float64)
+    _, (h, *_rest) = block(x, s0)
+    with torch.no_grad():  # cut head 1's input maps: only head 1's units may change
+        block.input_weight[:, 1].zero_()
+    _, (h2, *_rest) = block(x, s0)
+    torch.testing.assert_close(h[:, :4], h2[:, :4])
+    assert not torch.allclose(h[:, 4:], h2[:, 4:])
+
+
+def test_gradcheck_in_float64():
+    block = _block(d=8, heads=2).double()
+    with torch.no_grad():
+        block.recurrent_weight.normal_(0, 0.3)
+    x = torch.randn(1, 4, 8, dtype=torch.float64, requires_grad=True)
+    s0 = block.initial_state(1, dtype=torch.float64)
+    assert torch.autograd.gradcheck(lambda x: block(x, s0)[0], (x,), fast_mode=True)
+
+
+def test_weight_dropout_masks_the_recurrent_maps_in_training_only():
+    torch.manual_seed(0)
+    block = build_layer(SLSTMConfig(hidden_dim=16), 16, weight_dropout=0.5)
+    with torch.no_grad():
+        block.recurrent_weight.normal_(0, 0.3)
+    x = torch.randn(2, 6, 16)
+    s0 = block.initial_state(2)
+    block.eval()
+    a, _ = block(x, s0)
+    b, _ = block(x, s0)
+    torch.testing.assert_close(a, b)
+    block.train()
+    c, _ = block(x, s0)
+    assert not torch.allclose(a, c)
+
+
+def test_heads_must_divide_the_width():
+    with pytest.raises(ConfigError, match="num_heads"):
+        build_layer(SLSTMConfig(hidden_dim=10, num_heads=4), 10)
