@@ -13,8 +13,10 @@ from types import MappingProxyType
 from pydantic import BaseModel
 
 from lstmlab.cells.base import RecurrentCell, detach_state, select_streams
-from lstmlab.cells.configs import LSTMConfig
+from lstmlab.cells.configs import LSTMConfig, MogrifierConfig, MultiplicativeConfig
 from lstmlab.cells.lstm import LSTMCell
+from lstmlab.cells.mogrifier import MogrifierCell
+from lstmlab.cells.multiplicative import MultiplicativeCell
 
 
 @dataclass(frozen=True)
@@ -27,6 +29,8 @@ class CellSpec:
 CELLS: Mapping[str, CellSpec] = MappingProxyType(
     {
         "lstm": CellSpec(LSTMConfig, LSTMCell, "Hochreiter & Schmidhuber 1997; Gers et al. 2000"),
+        "mogrifier": CellSpec(MogrifierConfig, MogrifierCell, "arXiv:1909.01792"),
+        "multiplicative": CellSpec(MultiplicativeConfig, MultiplicativeCell, "arXiv:1609.07959"),
     }
 )
 
