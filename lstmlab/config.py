@@ -65,6 +65,21 @@ class ModelConfig(Frozen):
     dropout: DropoutConfig = DropoutConfig()
     # AWD-LSTM ties the softmax to the embedding and makes the last layer embed_dim wide.
     tie_weights: bool = False
+    # What the softmax reads: the last layer's output, or the sum of every layer's (Mogrifier code).
+    output_from: Literal["last", "sum"] = "last"
+
+    @model_validator(mode="after")
+    def _sum_needs_equal_widths(self) -> ModelConfig:
+        if (
+            self.output_from == "sum"
+            and self.tie_weights
+            and self.embed_dim != self.cell.hidden_dim
+        ):
+            raise ValueError(
+                "output_from 'sum' adds every layer's output, so all layers must be equally wide; "
+                "tie_weights makes the last one embed_dim wide (set embed_dim = cell.hidden_dim or untie)"
+            )
+        return self
 
 
 class OptimizerConfig(Frozen):
@@ -106,6 +121,9 @@ class TrainConfig(Frozen):
     eval_every: int = Field(default=200, gt=0)  # steps between validations
     eval_tokens: int | None = Field(default=None, gt=0)  # cap on valid tokens per periodic check
     log_every: int = Field(default=10, gt=0)
+    # mean: per-token mean. window_sum: summed over the window, mean over the batch (= bptt x mean),
+    # as LAMB/Mogrifier train; their grad_clip and weight_decay values then apply unchanged.
+    loss: Literal["mean", "window_sum"] = "mean"
     on_nonfinite: Literal["stop", "skip"] = "stop"
 
     @model_validator(mode="after")
@@ -119,6 +137,8 @@ class EvalConfig(Frozen):
     batch_size: int = Field(default=16, gt=0)  # parallel streams; the remainder is scored too
     bptt: int = Field(default=256, gt=0)
     temperature: float = Field(default=1.0, gt=0.0)  # softmax temperature at evaluation
+    # Also search the temperature on valid and report test bpc with it (LAMB/Mogrifier practice).
+    tune_temperature: bool = False
 
 
 class RunConfig(Frozen):

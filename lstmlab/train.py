@@ -2,7 +2,9 @@
 
 Each step reads the next (B, bptt) window of every stream, runs the model from
 the state the previous window left (detached: gradients stop at the window
-edge), and takes one optimizer step on the mean per-token loss. Everything a
+edge), and takes one optimizer step on the mean per-token loss (or, with
+`train.loss: window_sum`, on its sum over the window averaged over streams, as
+the Mogrifier/LAMB code does; logged losses stay per-token means). Everything a
 step depends on — model, optimizer, scheduler, stream position, carried state
 and RNG state — is saved in the checkpoint, so k steps + resume + (N − k)
 steps equal N steps straight, bit for bit on CPU.
@@ -329,6 +331,7 @@ def fit(
             hidden = detach_state(hidden)
             logits, new_hidden = model(x, hidden)
             loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
+            objective = loss * y.shape[1] if tcfg.loss == "window_sum" else loss
             if not torch.isfinite(loss):
                 if tcfg.on_nonfinite == "stop":
                     raise TrainingError(
@@ -341,7 +344,7 @@ def fit(
                 emit({"kind": "skip", "step": state.step + 1, "reason": "non-finite loss"})
             else:
                 optimizer.zero_grad(set_to_none=True)
-                loss.backward()
+                objective.backward()
                 if tcfg.grad_clip:
                     torch.nn.utils.clip_grad_norm_(model.parameters(), tcfg.grad_clip)
                 optimizer.step()
