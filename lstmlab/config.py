@@ -71,6 +71,9 @@ class ModelConfig(Frozen):
     slstm: SLSTMConfig | None = None
     slstm_at: tuple[int, ...] | str = ()
 
+    # What the softmax reads: the last layer's output, or the sum of every layer's (Mogrifier code).
+    output_from: Literal["last", "sum"] = "last"
+
     @model_validator(mode="after")
     def _slstm_layers(self) -> ModelConfig:
         positions = slstm_positions(self.slstm_at, self.num_layers)
@@ -89,6 +92,19 @@ class ModelConfig(Frozen):
         if index in slstm_positions(self.slstm_at, self.num_layers):
             return self.slstm
         return self.cell
+
+    @model_validator(mode="after")
+    def _sum_needs_equal_widths(self) -> ModelConfig:
+        if (
+            self.output_from == "sum"
+            and self.tie_weights
+            and self.embed_dim != self.cell.hidden_dim
+        ):
+            raise ValueError(
+                "output_from 'sum' adds every layer's output, so all layers must be equally wide; "
+                "tie_weights makes the last one embed_dim wide (set embed_dim = cell.hidden_dim or untie)"
+            )
+        return self
 
 
 class OptimizerConfig(Frozen):
@@ -133,6 +149,9 @@ class TrainConfig(Frozen):
     checkpoint_every: int | None = Field(default=None, gt=0)  # extra last.pt saves, in steps
     eval_tokens: int | None = Field(default=None, gt=0)  # cap on valid tokens per periodic check
     log_every: int = Field(default=10, gt=0)
+    # mean: per-token mean. window_sum: summed over the window, mean over the batch (= bptt x mean),
+    # as LAMB/Mogrifier train; their grad_clip and weight_decay values then apply unchanged.
+    loss: Literal["mean", "window_sum"] = "mean"
     on_nonfinite: Literal["stop", "skip"] = "stop"
     # Mixed precision by autocast (fp16 with a grad scaler, CUDA only); state stays float32.
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
@@ -149,6 +168,8 @@ class EvalConfig(Frozen):
     batch_size: int = Field(default=16, gt=0)  # parallel streams; the remainder is scored too
     bptt: int = Field(default=256, gt=0)
     temperature: float = Field(default=1.0, gt=0.0)  # softmax temperature at evaluation
+    # Also search the temperature on valid and report test bpc with it (LAMB/Mogrifier practice).
+    tune_temperature: bool = False
 
 
 class RunConfig(Frozen):

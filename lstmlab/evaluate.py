@@ -3,6 +3,12 @@
 bpc = Σ NLL (nats) / (ln 2 · characters predicted), where a token's character
 count comes from the tokenizer (1 for char and byte corpora), so subword and
 character models compare fairly. Per-character perplexity = 2^bpc.
+
+`tune_temperature` scores the whole validation split at every temperature of a
+grid in one pass (the network runs once; only the softmax is repeated), as
+the Mogrifier/LAMB evaluation does before reporting test bpc.
+
+Shapes: N tokens in a window (B x T), V vocabulary, K temperatures.
 """
 
 from __future__ import annotations
@@ -12,7 +18,6 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from lstmlab.batching import eval_windows
 from lstmlab.cells import detach_state, select_streams
@@ -47,7 +52,10 @@ def bits_per_char(nats: float, chars: int) -> float:
     return nats / (math.log(2) * chars)
 
 
-@torch.no_grad()
+# LAMB/Mogrifier search the eval softmax temperature in [0.8, 1.0] on validation.
+TEMPERATURE_GRID: tuple[float, ...] = tuple(round(0.8 + 0.02 * k, 2) for k in range(11))
+
+
 def evaluate(
     model,
     tokens: np.ndarray,
@@ -62,6 +70,36 @@ def evaluate(
     description: str = "evaluate",
 ) -> EvalResult:
     """Score every token of `tokens` after the first (or of its first `max_tokens` + 1)."""
+    results = evaluate_temperatures(
+        model,
+        tokens,
+        (temperature,),
+        batch_size=batch_size,
+        bptt=bptt,
+        char_lengths=char_lengths,
+        max_tokens=max_tokens,
+        device=device,
+        progress=progress,
+        description=description,
+    )
+    return results[temperature]
+
+
+@torch.no_grad()
+def evaluate_temperatures(
+    model,
+    tokens: np.ndarray,
+    temperatures: tuple[float, ...],
+    *,
+    batch_size: int = 16,
+    bptt: int = 256,
+    char_lengths: np.ndarray | None = None,
+    max_tokens: int | None = None,
+    device="cpu",
+    progress: Progress | None = None,
+    description: str = "evaluate",
+) -> dict[float, EvalResult]:
+    """One pass over `tokens`, scored at every softmax temperature: {temperature: result}."""
     was_training = model.training
     model.eval()
     if max_tokens is not None:
@@ -69,7 +107,9 @@ def evaluate(
     lengths = torch.as_tensor(
         char_lengths if char_lengths is not None else np.ones(model.vocab_size), dtype=torch.int64
     )
-    total_nats, total_tokens, total_chars = 0.0, 0, 0
+    temps = torch.tensor(temperatures, dtype=torch.float32, device=device)  # (K,)
+    total_nats = torch.zeros(len(temperatures), dtype=torch.float64)
+    total_tokens, total_chars = 0, 0
     state = None
     progress = progress or NullProgress()
     with progress.task(description, total=len(tokens) - 1) as task:
@@ -81,18 +121,28 @@ def evaluate(
                 state = select_streams(state, slice(-1, None))  # continue the last stream
             logits, state = model(x, state)
             state = detach_state(state)
-            logits = logits.float()
-            if temperature != 1.0:
-                logits = logits / temperature
-            nll = F.cross_entropy(
-                logits.reshape(-1, logits.shape[-1]), y.reshape(-1), reduction="sum"
-            )
-            total_nats += float(nll)
+            logits = logits.float().reshape(-1, logits.shape[-1])  # (N, V)
+            scaled = logits.unsqueeze(0) / temps.view(-1, 1, 1)  # (K, N, V)
+            target = y.reshape(1, -1, 1).expand(len(temperatures), -1, 1)  # (K, N, 1)
+            nll = -scaled.log_softmax(-1).gather(-1, target).squeeze(-1).sum(-1)  # (K,)
+            total_nats += nll.double().cpu()
             total_tokens += y.numel()
             total_chars += int(lengths[y.cpu()].sum())
             task.advance(y.numel())
     model.train(was_training)
-    return EvalResult(nats=total_nats, tokens=total_tokens, chars=total_chars)
+    return {
+        t: EvalResult(nats=float(n), tokens=total_tokens, chars=total_chars)
+        for t, n in zip(temperatures, total_nats)
+    }
+
+
+def tune_temperature(
+    model, valid_tokens: np.ndarray, grid: tuple[float, ...] = TEMPERATURE_GRID, **kwargs
+) -> tuple[float, dict[float, EvalResult]]:
+    """The grid temperature with the lowest valid bpc (ties: the one nearest 1), and every result."""
+    results = evaluate_temperatures(model, valid_tokens, tuple(grid), **kwargs)
+    best = min(results, key=lambda t: (results[t].nats, abs(t - 1.0)))
+    return best, results
 
 
 def _batch_of(state) -> int:

@@ -6,7 +6,9 @@ embedding dropout removes whole rows of the embedding matrix; locked
 input, between layers, and on the last layer's output; DropConnect on each
 cell's recurrent matrix is the cell's `weight_dropout`. With `tie_weights`
 the softmax shares the embedding matrix and the last layer is `embed_dim`
-wide, as in AWD-LSTM's 200-1000-1000-200 stack.
+wide, as in AWD-LSTM's 200-1000-1000-200 stack. With `output_from: sum` the
+softmax reads the sum of every layer's (dropped-out) output, as the official
+Mogrifier code does (Melis et al. 2020, arXiv:1909.01792).
 
 Shapes: B batch, T window, E embed_dim, H hidden size, V vocabulary.
 """
@@ -84,15 +86,18 @@ class LanguageModel(nn.Module):
         drop = self.cfg.dropout
         weight = embedding_dropout(self.embedding.weight, drop.embedding, self.training)
         x = locked_dropout(F.embedding(ids, weight), drop.input, self.training)  # (B, T, E)
-        new_state = []
+        new_state, total = [], 0.0
         for index, (layer, layer_state) in enumerate(zip(self.layers, state)):
             x, s = layer(x, layer_state)  # (B, T, H)
             new_state.append(s)
             p = drop.output if index == len(self.layers) - 1 else drop.hidden
             x = locked_dropout(x, p, self.training)
+            if self.cfg.output_from == "sum":
+                total = total + x  # each layer's output after its own dropout
+        out = x if self.cfg.output_from == "last" else total
         if self.final_norm is not None:
-            x = self.final_norm(x)
-        return self.head(x), new_state  # (B, T, V)
+            out = self.final_norm(out)
+        return self.head(out), new_state  # (B, T, V)
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())  # tied weights counted once

@@ -2,7 +2,9 @@
 
 Each step reads the next (B, bptt) window of every stream, runs the model from
 the state the previous window left (detached: gradients stop at the window
-edge), and takes one optimizer step on the mean per-token loss. Everything a
+edge), and takes one optimizer step on the mean per-token loss (or, with
+`train.loss: window_sum`, on its sum over the window averaged over streams, as
+the Mogrifier/LAMB code does; logged losses stay per-token means). Everything a
 step depends on — model, optimizer, scheduler, stream position, carried state
 and RNG state — is saved in the checkpoint, so k steps + resume + (N − k)
 steps equal N steps straight, bit for bit on CPU.
@@ -432,12 +434,14 @@ def fit(
             with autocast():
                 logits, new_hidden = step_model(x, hidden)
                 loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), y.reshape(-1))
+                # LAMB's loss sums over the window: the same gradient direction, T times larger
+                objective = loss * y.shape[1] if tcfg.loss == "window_sum" else loss
             optimizer.zero_grad(set_to_none=True)
             grad_norm = None
             # every rank must take the same branch, or DDP's gradient all-reduce would hang
             (loss_bad,) = dist.any([not bool(torch.isfinite(loss))], device)
             if not loss_bad:
-                (scaler.scale(loss) if scaler else loss).backward()
+                (scaler.scale(objective) if scaler else objective).backward()
                 if scaler:
                     scaler.unscale_(optimizer)
                 # the norm is computed either way: a finite loss can still give inf/NaN gradients

@@ -55,3 +55,20 @@ def check_carried_state(cell, x, split: int):
         outs.append(y_t)
     torch.testing.assert_close(torch.stack(outs, 1), full)
     return s_full
+
+
+def gradcheck_cell(cell, state_type, batch=2, steps=3, fast_mode=False) -> bool:
+    """torch.autograd.gradcheck of a float64 cell's window call w.r.t. x, h0, c0 and every parameter."""
+    import torch
+
+    x = torch.randn(batch, steps, cell.input_dim, dtype=torch.float64, requires_grad=True)
+    h0 = torch.randn(batch, cell.hidden_dim, dtype=torch.float64, requires_grad=True)
+    c0 = torch.randn(batch, cell.hidden_dim, dtype=torch.float64, requires_grad=True)
+    names = [n for n, _ in cell.named_parameters()]
+    weights = [p.detach().clone().requires_grad_() for p in cell.parameters()]
+
+    def fn(x, h0, c0, *weights):
+        y, s = torch.func.functional_call(cell, dict(zip(names, weights)), (x, state_type(h0, c0)))
+        return y, s.c
+
+    return torch.autograd.gradcheck(fn, (x, h0, c0, *weights), fast_mode=fast_mode)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
-from lstmlab.config import ModelConfig
+from lstmlab.config import ModelConfig, validate
+from lstmlab.errors import ConfigError
 from lstmlab.model import build_model, layer_sizes
 
 
@@ -54,3 +56,30 @@ def test_two_windows_equal_one():
     first, s = model(ids[:, :5], model.initial_state(2))
     second, _ = model(ids[:, 5:], s)
     torch.testing.assert_close(torch.cat([first, second], 1), full, atol=1e-6, rtol=0)
+
+
+def test_output_from_sum_feeds_the_sum_of_layer_outputs_to_the_softmax():
+    model = build_model(_cfg(output_from="sum", embed_dim=10), vocab_size=13).eval()
+    ids = torch.randint(0, 13, (2, 6))
+    logits, _ = model(ids, model.initial_state(2))
+    with torch.no_grad():
+        x, total = model.embedding(ids), 0
+        for layer in model.layers:
+            x, _ = layer(x, layer.initial_state(2))
+            total = total + x
+        torch.testing.assert_close(logits, model.head(total))
+    last = build_model(_cfg(embed_dim=10), vocab_size=13).eval()
+    last.load_state_dict(model.state_dict())
+    assert not torch.allclose(last(ids, last.initial_state(2))[0], logits)
+
+
+def test_output_from_sum_needs_equal_widths():
+    with pytest.raises(ConfigError, match="output_from"):
+        validate(
+            {
+                "data": {"corpus": "x"},
+                "model": {**_cfg().model_dump(), "tie_weights": True, "output_from": "sum"},
+                "train": {"batch_size": 1, "bptt": 1, "optimizer": {"lr": 1.0}, "max_steps": 1},
+            }
+        )
+    assert _cfg(tie_weights=True, output_from="sum", embed_dim=10).output_from == "sum"

@@ -165,3 +165,19 @@ def test_sigint_saves_last_and_names_the_resume_command(tiny_corpus, tmp_path):
     assert err.value.exit_code == 130 and f"--resume {run}" in err.value.hint
     ckpt = load_checkpoint(runs.checkpoint_path(run, "last"))
     assert ckpt["train_state"]["step"] > 0
+
+
+def test_window_sum_loss_scales_the_gradient_by_the_window(tiny_corpus, tmp_path):
+    # Plain SGD, no clipping: a window-summed loss at lr/T takes exactly the mean loss's step at lr.
+    common = ("train.optimizer.name=sgd", "train.grad_clip=null", "train.max_steps=1")
+    bptt = TINY_RECIPE["train"]["bptt"]
+    mean = runs.prepare_run_dir(tmp_path / "mean")
+    fit(_cfg(*common, "train.optimizer.lr=0.5"), mean)
+    summed = runs.prepare_run_dir(tmp_path / "sum")
+    fit(_cfg(*common, f"train.optimizer.lr={0.5 / bptt}", "train.loss=window_sum"), summed)
+    naive = runs.prepare_run_dir(tmp_path / "naive")
+    fit(_cfg(*common, "train.optimizer.lr=0.5", "train.loss=window_sum"), naive)
+    a, b, c = _params(mean), _params(summed), _params(naive)
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], atol=1e-6, rtol=1e-5)
+    assert any(not torch.allclose(a[k], c[k]) for k in a)

@@ -13,9 +13,17 @@ from types import MappingProxyType
 from pydantic import BaseModel
 
 from lstmlab.cells.base import RecurrentCell, detach_state, select_streams
-from lstmlab.cells.configs import LSTMConfig, MLSTMConfig, SLSTMConfig
+from lstmlab.cells.configs import (
+    LSTMConfig,
+    MLSTMConfig,
+    MogrifierConfig,
+    MultiplicativeConfig,
+    SLSTMConfig,
+)
 from lstmlab.cells.lstm import LSTMCell
 from lstmlab.cells.mlstm import MLSTMCell
+from lstmlab.cells.mogrifier import MogrifierCell
+from lstmlab.cells.multiplicative import MultiplicativeCell
 from lstmlab.cells.slstm import SLSTMCell
 
 
@@ -29,6 +37,8 @@ class CellSpec:
 CELLS: Mapping[str, CellSpec] = MappingProxyType(
     {
         "lstm": CellSpec(LSTMConfig, LSTMCell, "Hochreiter & Schmidhuber 1997; Gers et al. 2000"),
+        "mogrifier": CellSpec(MogrifierConfig, MogrifierCell, "arXiv:1909.01792"),
+        "multiplicative": CellSpec(MultiplicativeConfig, MultiplicativeCell, "arXiv:1609.07959"),
         "mlstm": CellSpec(MLSTMConfig, MLSTMCell, "Beck et al. 2024, arXiv:2405.04517"),
         "slstm": CellSpec(SLSTMConfig, SLSTMCell, "Beck et al. 2024, arXiv:2405.04517"),
     }

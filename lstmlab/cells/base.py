@@ -57,3 +57,10 @@ def select_streams(state, index: slice):
     if isinstance(state, tuple) and hasattr(state, "_fields"):
         return type(state)(*(select_streams(s, index) for s in state))
     return type(state)(select_streams(s, index) for s in state)
+
+
+def state_dropout_mask(h: Tensor, p: float, training: bool) -> Tensor | None:
+    """One variational-dropout mask per stream for h_{t-1}, fixed over a window: (B, H), or None when off."""
+    if not training or p == 0.0:
+        return None
+    return h.new_empty(h.shape).bernoulli_(1.0 - p) / (1.0 - p)  # (B, H)

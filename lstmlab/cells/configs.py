@@ -28,6 +28,30 @@ class LSTMConfig(_CellBase):
     capped_input_gate: bool = False
 
 
+class MogrifierConfig(_CellBase):
+    """Mogrifier LSTM (Melis et al. 2020): `rounds` of mutual gating of x and h before an `lstm` update."""
+
+    kind: Literal["mogrifier"] = "mogrifier"
+    hidden_dim: int = Field(gt=0)
+    rounds: int = Field(default=5, ge=0)  # 0 is exactly `lstm`
+    rank: int | None = Field(default=None, gt=0)  # None: full-rank Q_j and R_j
+    # Locked dropout on h_{t-1} before the rounds (the official code's "state dropout").
+    state_dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
+    forget_bias: float | None = None  # as in LSTMConfig
+    capped_input_gate: bool = False  # as in LSTMConfig
+
+
+class MultiplicativeConfig(_CellBase):
+    """Multiplicative LSTM (Krause et al. 2016); not xLSTM's matrix-memory `mlstm`."""
+
+    kind: Literal["multiplicative"] = "multiplicative"
+    hidden_dim: int = Field(gt=0)
+    forget_bias: float = 3.0  # Krause et al.'s code
+    weight_norm: bool = False  # one gain per output row of every matrix (+10 H parameters)
+    # Locked (variational) dropout on h_{t-1}, one mask per window and stream (Krause et al.).
+    state_dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
+
+
 class MLSTMConfig(_CellBase):
     """xLSTM's matrix-memory mLSTM block (arXiv:2405.04517); not Krause's multiplicative LSTM."""
 
@@ -53,11 +77,11 @@ class SLSTMConfig(_CellBase):
 
 
 CellConfig = Annotated[
-    Union[LSTMConfig, MLSTMConfig, SLSTMConfig],  # noqa: UP007
+    Union[LSTMConfig, MogrifierConfig, MultiplicativeConfig, SLSTMConfig, MLSTMConfig],  # noqa: UP007
     Field(discriminator="kind"),
 ]
 
-CELL_KINDS: tuple[str, ...] = ("lstm", "mlstm", "slstm")
+CELL_KINDS: tuple[str, ...] = ("lstm", "mogrifier", "multiplicative", "slstm", "mlstm")
 
 
 def slstm_positions(slstm_at: tuple[int, ...] | str, num_layers: int) -> tuple[int, ...]:

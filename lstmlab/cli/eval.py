@@ -16,7 +16,8 @@ from lstmlab.cli.options import CheckpointOpt, DataDirOpt, DeviceOpt, RunArg
 from lstmlab.corpora.store import default_data_dir, open_corpus
 from lstmlab.device import resolve_device
 from lstmlab.errors import UsageError, VocabularyError
-from lstmlab.evaluate import evaluate
+from lstmlab.evaluate import evaluate, evaluate_temperatures
+from lstmlab.evaluate import tune_temperature as search_temperature
 from lstmlab.runs import run_dir_of
 
 
@@ -32,6 +33,14 @@ def eval_cmd(
     ] = None,
     data_dir: DataDirOpt = None,
     device: DeviceOpt = "auto",
+    tune_temperature: Annotated[
+        bool | None,
+        typer.Option(
+            "--tune-temperature/--no-tune-temperature",
+            help="Search the softmax temperature in [0.8, 1.0] on valid and also report test bpc with it "
+            "(default: the recipe's eval.tune_temperature).",
+        ),
+    ] = None,
 ) -> None:
     """Evaluate a run on valid/test: bits per character and per-character perplexity; writes eval.json."""
     if batch_size is not None and batch_size < 1:
@@ -68,6 +77,33 @@ def eval_cmd(
             name, f"{res.tokens:,}", f"{res.bpc:.4f}", f"{res.perplexity:.4f}", f"{seconds:.1f}"
         )
     console.print(table)
+    tuned = None
+    if cfg.eval.tune_temperature if tune_temperature is None else tune_temperature:
+        kwargs = {
+            "batch_size": batch_size or cfg.eval.batch_size,
+            "bptt": cfg.eval.bptt,
+            "char_lengths": tokenizer.char_lengths(),
+            "device": dev,
+            "progress": RichProgress(),
+        }
+        best, on_valid = search_temperature(
+            model, corpus.tokens("valid"), description="tune temperature on valid", **kwargs
+        )
+        temps = (cfg.eval.temperature, best)
+        on_test = evaluate_temperatures(
+            model, corpus.tokens("test"), temps, description="eval test", **kwargs
+        )
+        tuned = {
+            "temperature": best,
+            "valid_bpc": {str(t): r.bpc for t, r in on_valid.items()},
+            "test_bpc_untuned": on_test[temps[0]].bpc,
+            "test_bpc_tuned": on_test[best].bpc,
+        }
+        console.print(
+            f"temperature {best:.2f} (best on valid, grid 0.80-1.00): "
+            f"valid bpc {on_valid[best].bpc:.4f}; test bpc {tuned['test_bpc_tuned']:.4f} "
+            f"(at {temps[0]:g}: {tuned['test_bpc_untuned']:.4f})"
+        )
     out = run_dir_of(ckpt) / "eval.json"
     existing = {}
     if out.is_file():
@@ -76,6 +112,8 @@ def eval_cmd(
         except (json.JSONDecodeError, UnicodeDecodeError):
             existing = {}
     existing.setdefault("splits", {}).update(results)
+    if tuned is not None:
+        existing["tuned_temperature"] = tuned
     existing.update(
         {"checkpoint": str(ckpt), "corpus": corpus.name, "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
     )

@@ -9,6 +9,8 @@ from lstmlab.cells import build_layer
 from lstmlab.cells.configs import LSTMConfig
 from lstmlab.cells.lstm import LSTMState, lstm_pointwise
 
+from support import gradcheck_cell
+
 
 def _pair(input_dim=5, hidden=8, dtype=torch.float32, **cfg):
     torch.manual_seed(0)
@@ -79,17 +81,7 @@ def test_capped_input_gate_against_naive_equations():
 @pytest.mark.parametrize("capped", [False, True])
 def test_gradcheck_float64(capped):
     cell, _ = _pair(input_dim=3, hidden=4, dtype=torch.float64, capped_input_gate=capped)
-    x = torch.randn(2, 4, 3, dtype=torch.float64, requires_grad=True)
-    h0 = torch.randn(2, 4, dtype=torch.float64, requires_grad=True)
-    c0 = torch.randn(2, 4, dtype=torch.float64, requires_grad=True)
-    names = [n for n, _ in cell.named_parameters()]
-    weights = [p.detach().clone().requires_grad_() for p in cell.parameters()]
-
-    def fn(x, h0, c0, *weights):
-        y, s = torch.func.functional_call(cell, dict(zip(names, weights)), (x, LSTMState(h0, c0)))
-        return y, s.c
-
-    assert torch.autograd.gradcheck(fn, (x, h0, c0, *weights))
+    assert gradcheck_cell(cell, LSTMState, steps=4)
 
 
 def test_forget_bias_sets_total_forget_gate_bias():

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import pytest
 import torch
-from support import check_carried_state
 
 from lstmlab.cells import build_layer
 from lstmlab.cells.configs import MLSTMConfig
 from lstmlab.cells.mlstm import MLSTMCell
 from lstmlab.errors import ConfigError
+
+from support import check_carried_state
 
 
 def _block(d=16, heads=4, chunk=4, input_dim=None) -> MLSTMCell:

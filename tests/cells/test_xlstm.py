@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 import torch
 import yaml
-from support import REPO
 
 from lstmlab.cells.configs import slstm_positions
 from lstmlab.cells.mlstm import MLSTMCell
@@ -14,6 +13,8 @@ from lstmlab.cells.xlstm import CausalConv, LayerNorm
 from lstmlab.config import ModelConfig, load_recipe, validate
 from lstmlab.errors import ConfigError
 from lstmlab.model import build_model
+
+from support import REPO
 
 
 @pytest.mark.parametrize(

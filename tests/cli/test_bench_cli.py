@@ -8,10 +8,11 @@ import sys
 
 import pytest
 import torch
-from support import REPO
 from typer.testing import CliRunner
 
 from lstmlab.cli.app import app
+
+from support import REPO
 
 runner = CliRunner()
 TINY = ["--sizes", "8", "--windows", "4", "--batch-size", "2", "--warmup", "1", "--threads", "1"]

@@ -60,6 +60,13 @@ def test_prepare_train_eval_sample(prepared, tmp_path):
             2 ** report["splits"][split]["bpc"]
         )
 
+    result, out = invoke("eval", run, "--tune-temperature", "--device", "cpu")
+    assert result.exit_code == 0, out
+    tuned = json.loads((run / "eval.json").read_text())["tuned_temperature"]
+    assert 0.8 <= tuned["temperature"] <= 1.0 and len(tuned["valid_bpc"]) == 11
+    assert tuned["test_bpc_untuned"] == pytest.approx(report["splits"]["test"]["bpc"], abs=1e-5)
+    assert "best on valid" in out
+
     result, out = invoke(
         "sample", run, "--prime", "the ", "--length", "40", "--seed", "3", "--device", "cpu"
     )

@@ -1,0 +1,139 @@
+"""`mogrifier`: the Mogrifier LSTM (Melis, Kočiský & Blunsom, ICLR 2020, arXiv:1909.01792).
+
+Before each LSTM update the input x = x_t and the previous output h = h_{t-1}
+rescale each other for r rounds, j = 1..r:
+
+    j odd:   x ← 2 σ(h Q_jᵀ + q_j) ⊙ x        Q_j (E, H): x is gated by h
+    j even:  h ← 2 σ(x R_jᵀ + r_j) ⊙ h        R_j (H, E): h is gated by x
+
+and the ordinary `lstm` update then runs on the final x and h with the
+unchanged c_{t-1}; its output h_t is the cell output. With `rank` k every Q_j
+and R_j is the product of an (out, k) and a (k, in) factor; without it they are
+full matrices. The biases q_j, r_j follow the official code (the paper's
+equations omit them). r = 0 is exactly `lstm`: the same parameters under the
+same names and the same outputs.
+
+The LSTM part is `LSTMCell` itself (this class subclasses it), so its fused
+step, capped input gate, forget-bias init and DropConnect all carry over.
+Round 1 already depends on h_{t-1}, so nothing input-side can be hoisted out of
+the time loop; the low-rank products are formed once per window, which leaves
+one small matrix product per round per step.
+
+Shapes: B batch, T window, E input size, H hidden size, k rank.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from lstmlab.cells.base import state_dropout_mask
+from lstmlab.cells.configs import MogrifierConfig
+from lstmlab.cells.lstm import LSTMCell, LSTMState
+
+
+def mogrify(
+    x: Tensor, h: Tensor, weights: list[Tensor], biases: list[Tensor]
+) -> tuple[Tensor, Tensor]:
+    """The r rounds as a pure function: x (B, E), h (B, H); weights[j] is Q or R as (out, in)."""
+    for j, (weight, bias) in enumerate(zip(weights, biases)):
+        if j % 2 == 0:  # rounds 1, 3, ...: x is rescaled by a function of h
+            x = 2.0 * torch.sigmoid(torch.addmm(bias, h, weight.t())) * x
+        else:  # rounds 2, 4, ...: h is rescaled by a function of x
+            h = 2.0 * torch.sigmoid(torch.addmm(bias, x, weight.t())) * h
+    return x, h
+
+
+def round_shapes(rounds: int, input_dim: int, hidden_dim: int) -> list[tuple[int, int]]:
+    """(out, in) of Q_1, R_2, Q_3, ...: odd rounds map h to x's size, even rounds x to h's."""
+    return [
+        (input_dim, hidden_dim) if j % 2 == 0 else (hidden_dim, input_dim) for j in range(rounds)
+    ]
+
+
+# Cutting a unit normal at ±2 leaves a standard deviation of 0.8796; divide it out.
+_TRUNCATED_STD = 0.87962566103423978
+
+
+def _trunc_normal_with_std(tensor: Tensor, std: float) -> None:
+    """Normal truncated at ±2 of its own scale, rescaled so the result's std is `std`."""
+    scale = std / _TRUNCATED_STD
+    nn.init.trunc_normal_(tensor, std=scale, a=-2 * scale, b=2 * scale)
+
+
+class MogrifierCell(LSTMCell):
+    """Mogrifier LSTM layer: `LSTMCell` parameters plus `mog_*` round parameters (none when r = 0)."""
+
+    def __init__(
+        self, config: MogrifierConfig, input_dim: int, *, weight_dropout: float = 0.0
+    ) -> None:
+        super().__init__(config, input_dim, weight_dropout=weight_dropout)
+        shapes = round_shapes(config.rounds, input_dim, config.hidden_dim)
+        k = config.rank
+        if k is None:
+            self.mog_weight = nn.ParameterList(
+                nn.Parameter(torch.empty(out, inp)) for out, inp in shapes
+            )
+        else:
+            self.mog_left = nn.ParameterList(nn.Parameter(torch.empty(out, k)) for out, _ in shapes)
+            self.mog_right = nn.ParameterList(
+                nn.Parameter(torch.empty(k, inp)) for _, inp in shapes
+            )
+        self.mog_bias = nn.ParameterList(nn.Parameter(torch.zeros(out)) for out, _ in shapes)
+        self.reset_rounds()
+
+    def reset_rounds(self) -> None:
+        """Official-code init: the product of the two factors has variance about 1/fan_in."""
+        k = self.config.rank
+        for j, (_, fan_in) in enumerate(
+            round_shapes(self.config.rounds, self.input_dim, self.hidden_dim)
+        ):
+            if k is None:
+                _trunc_normal_with_std(self.mog_weight[j], 1.0 / math.sqrt(fan_in))
+            else:
+                for factor in (self.mog_left[j], self.mog_right[j]):
+                    _trunc_normal_with_std(factor, (1.0 / (fan_in * k)) ** 0.25)
+            nn.init.zeros_(self.mog_bias[j])
+
+    def round_weights(self) -> list[Tensor]:
+        """Q_1, R_2, ... as full (out, in) matrices, formed once per window when factored."""
+        if self.config.rank is None:
+            return list(self.mog_weight)
+        return [left @ right for left, right in zip(self.mog_left, self.mog_right)]  # (out, in)
+
+    def step(self, x_t: Tensor, state: LSTMState) -> tuple[Tensor, LSTMState]:
+        mask = state_dropout_mask(state.h, self.config.state_dropout, self.training)
+        return self._mogrifier_step(
+            x_t, state, self.round_weights(), list(self.mog_bias), self.recurrent_weight(), mask
+        )
+
+    def _mogrifier_step(
+        self,
+        x_t: Tensor,
+        state: LSTMState,
+        weights: list[Tensor],
+        biases: list[Tensor],
+        weight_hh: Tensor,
+        mask: Tensor | None,
+    ) -> tuple[Tensor, LSTMState]:
+        h = state.h if mask is None else state.h * mask
+        x, h = mogrify(x_t, h, weights, biases)
+        # Only the copy of h_{t-1} that enters the gates is modulated; c passes unchanged.
+        return self._step(x, LSTMState(h, state.c), weight_hh)
+
+    def forward(self, x: Tensor, state: LSTMState) -> tuple[Tensor, LSTMState]:
+        if self.config.rounds == 0 and not (self.training and self.config.state_dropout):
+            return super().forward(x, state)  # plain `lstm`, fused kernel included
+        weights, biases = self.round_weights(), list(self.mog_bias)
+        weight_hh = self.recurrent_weight()  # one DropConnect mask for the whole window
+        mask = state_dropout_mask(state.h, self.config.state_dropout, self.training)
+        outs = []
+        for x_t in x.unbind(dim=1):  # x: (B, T, E)
+            h, state = self._mogrifier_step(x_t, state, weights, biases, weight_hh, mask)
+            outs.append(h)
+        return torch.stack(outs, dim=1), state  # (B, T, H)
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, rounds={self.config.rounds}, rank={self.config.rank}"

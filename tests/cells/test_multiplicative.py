@@ -1,0 +1,138 @@
+"""The `multiplicative` cell against Krause et al.'s equations, finite differences and its formulas."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from lstmlab.cells import build_layer
+from lstmlab.cells.configs import MultiplicativeConfig
+from lstmlab.cells.multiplicative import MultiplicativeState
+
+from support import gradcheck_cell
+
+
+def _cell(input_dim=5, hidden=6, dtype=torch.float64, seed=0, **cfg):
+    torch.manual_seed(seed)
+    cell = build_layer(MultiplicativeConfig(hidden_dim=hidden, **cfg), input_dim).to(dtype)
+    if cfg.get("weight_norm"):
+        with torch.no_grad():  # gains away from the row norms, so the normalisation matters
+            for name in ("mx", "hx", "mh", "hm"):
+                getattr(cell, f"gain_{name}").uniform_(0.5, 1.5)
+    return cell.eval()
+
+
+def _effective(cell, name):
+    w = getattr(cell, f"weight_{name}").detach()
+    if cell.config.weight_norm:
+        g = getattr(cell, f"gain_{name}").detach()
+        w = torch.stack([g[k] * w[k] / torch.sqrt((w[k] ** 2).sum()) for k in range(w.shape[0])])
+    return w
+
+
+def _naive(cell, x, h, c):
+    """One step at a time from the paper's equations, the candidate called a, order i, f, a, o."""
+    d = cell.hidden_dim
+    w_mx, w_mh, w_hx, w_hm = (_effective(cell, n) for n in ("mx", "mh", "hx", "hm"))
+    b = cell.bias.detach()
+    outs = []
+    for t in range(x.shape[1]):
+        m = (x[:, t] @ w_mx.T) * (h @ w_mh.T)
+        pre = x[:, t] @ w_hx.T + m @ w_hm.T + b
+        i, f, a, o = pre[:, :d], pre[:, d : 2 * d], pre[:, 2 * d : 3 * d], pre[:, 3 * d :]
+        sig = lambda v: 1 / (1 + torch.exp(-v))  # noqa: E731
+        c = sig(f) * c + sig(i) * torch.tanh(a)
+        h = sig(o) * torch.tanh(c)
+        outs.append(h)
+    return torch.stack(outs, 1), h, c
+
+
+@pytest.mark.parametrize("weight_norm", [False, True])
+def test_matches_the_paper_equations(weight_norm):
+    cell = _cell(weight_norm=weight_norm)
+    x = torch.randn(3, 8, 5, dtype=torch.float64)
+    h0, c0 = torch.randn(3, 6, dtype=torch.float64), torch.randn(3, 6, dtype=torch.float64)
+    with torch.no_grad():
+        y, s = cell(x, MultiplicativeState(h0, c0))
+    y_ref, h_ref, c_ref = _naive(cell, x, h0, c0)
+    torch.testing.assert_close(y, y_ref)
+    torch.testing.assert_close(s.h, h_ref)
+    torch.testing.assert_close(s.c, c_ref)
+
+
+def test_hidden_state_reaches_the_gates_only_through_m():
+    cell = _cell()
+    x = torch.randn(2, 1, 5, dtype=torch.float64)
+    with torch.no_grad():
+        cell.weight_mh.zero_()  # m = 0 whatever h is
+        y_a, _ = cell(
+            x,
+            MultiplicativeState(
+                torch.randn(2, 6, dtype=torch.float64), torch.zeros(2, 6, dtype=torch.float64)
+            ),
+        )
+        y_b, _ = cell(
+            x,
+            MultiplicativeState(
+                torch.randn(2, 6, dtype=torch.float64), torch.zeros(2, 6, dtype=torch.float64)
+            ),
+        )
+    torch.testing.assert_close(y_a, y_b)
+
+
+@pytest.mark.parametrize("weight_norm", [False, True])
+def test_parameter_count_matches_formula(weight_norm):
+    dx, d = 7, 6
+    cell = _cell(input_dim=dx, hidden=d, weight_norm=weight_norm)
+    expected = 5 * d * dx + 5 * d * d + 4 * d + (10 * d if weight_norm else 0)
+    assert sum(p.numel() for p in cell.parameters()) == expected
+
+
+def test_init_orthogonal_forget_bias_three_and_weight_norm_preserves_function():
+    plain = build_layer(MultiplicativeConfig(hidden_dim=6), 6)
+    eye = torch.eye(6)
+    torch.testing.assert_close(plain.weight_mh @ plain.weight_mh.T, eye, atol=1e-5, rtol=0)
+    assert torch.all(plain.bias[6:12] == 3.0) and torch.all(plain.bias[:6] == 0)
+    assert torch.all(plain.bias[12:] == 0)
+    torch.manual_seed(4)
+    a = build_layer(MultiplicativeConfig(hidden_dim=6, weight_norm=False), 6)
+    torch.manual_seed(4)
+    b = build_layer(MultiplicativeConfig(hidden_dim=6, weight_norm=True), 6)
+    x = torch.randn(2, 5, 6)
+    torch.testing.assert_close(a(x, a.initial_state(2))[0], b(x, b.initial_state(2))[0])
+
+
+@pytest.mark.parametrize("weight_norm", [False, True])
+def test_gradcheck_float64(weight_norm):
+    cell = _cell(input_dim=3, hidden=4, weight_norm=weight_norm)
+    # fast_mode: random projections of the Jacobian; the full check takes ~10 s with weight norm
+    assert gradcheck_cell(cell, MultiplicativeState, fast_mode=weight_norm)
+
+
+def test_two_windows_equal_one_and_single_steps_match():
+    cell = _cell()
+    x = torch.randn(2, 12, 5, dtype=torch.float64)
+    s0 = cell.initial_state(2)
+    with torch.no_grad():
+        y_full, s_full = cell(x, s0)
+        y1, s1 = cell(x[:, :7], s0)
+        y2, s2 = cell(x[:, 7:], s1)
+        torch.testing.assert_close(torch.cat([y1, y2], 1), y_full)
+        torch.testing.assert_close(s2.c, s_full.c)
+        s = s0
+        for t in range(12):  # the sampling step
+            y_t, s = cell.step(x[:, t], s)
+            torch.testing.assert_close(y_t, y_full[:, t])
+
+
+def test_state_and_weight_dropout_act_in_training_only():
+    torch.manual_seed(0)
+    cell = build_layer(MultiplicativeConfig(hidden_dim=6, state_dropout=0.5), 5, weight_dropout=0.5)
+    x = torch.randn(2, 6, 5)
+    s0 = MultiplicativeState(torch.randn(2, 6), torch.randn(2, 6))
+    cell.eval()
+    y_eval, _ = cell(x, s0)
+    torch.testing.assert_close(cell(x, s0)[0], y_eval)
+    cell.train()
+    y_train, _ = cell(x, s0)
+    assert not torch.allclose(y_train, y_eval)
