@@ -252,6 +252,7 @@ def fit(
         _set_rng_state(payload["rng"])
         runs.truncate_metrics(run_dir, state.step)
     runs.write_config(run_dir, cfg.to_dict())
+    runs.mark_running(run_dir)
 
     def save(which: str) -> None:
         save_checkpoint(
@@ -382,6 +383,7 @@ def fit(
                 save("last")
             if stop.signum is not None and stop_reason is None:
                 save("last")
+                runs.clear_running(run_dir)
                 name = (
                     "SIGINT" if stop.signum == signal.SIGINT else signal.Signals(stop.signum).name
                 )
@@ -404,6 +406,7 @@ def fit(
             "best_step": state.best_step,
         }
     )
+    runs.clear_running(run_dir)
     return TrainResult(
         run_dir=run_dir,
         state=state,
