@@ -30,7 +30,10 @@ def count_parameters(model: ModelConfig, vocab_size: int) -> int:
 
     from lstmlab.model import build_model
 
-    with torch.device("meta"):
+    try:
+        with torch.device("meta"):
+            return build_model(model, vocab_size).num_parameters()
+    except (RuntimeError, ValueError):  # an init that reads values cannot run on meta tensors
         return build_model(model, vocab_size).num_parameters()
 
 
@@ -145,7 +148,12 @@ def recipe_catalog(root: Path, data_dir: Path | None = None) -> list[RecipeInfo]
             infos.append(RecipeInfo(path=shown, problem=exc.message.splitlines()[0]))
             continue
         vocab = vocab_size_of(cfg.data.corpus, data_dir or cfg.data.data_dir)
-        count = count_parameters(cfg.model, vocab) if vocab else None
+        count, problem = None, f"needs corpus: `lstmlab prepare {cfg.data.corpus}`"
+        if vocab:
+            try:
+                count, problem = count_parameters(cfg.model, vocab), None
+            except (RuntimeError, ValueError) as exc:
+                problem = f"cannot build: {str(exc).splitlines()[0]}"
         infos.append(
             RecipeInfo(
                 path=shown,
@@ -154,7 +162,7 @@ def recipe_catalog(root: Path, data_dir: Path | None = None) -> list[RecipeInfo]
                 num_parameters=count,
                 budget=budget_text(cfg.to_dict()["train"]),
                 source=cfg.reference.source if cfg.reference else None,
-                problem=None if vocab else f"needs corpus: `lstmlab prepare {cfg.data.corpus}`",
+                problem=problem,
             )
         )
     return infos

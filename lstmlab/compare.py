@@ -193,6 +193,9 @@ def read_run(run_dir: Path, warn: Callable[[str], None] = lambda _msg: None) -> 
     ):
         raise LstmlabError(f"{run_dir}: config.yaml is not an lstmlab recipe")
     records = [r for r in runs.read_metrics(run_dir) if isinstance(r, dict)]
+    metrics = run_dir / "metrics.jsonl"
+    if not records and metrics.is_file() and metrics.stat().st_size > 0:
+        warn(f"{metrics} has no readable record; the run is shown without its curve")
     row = RunRow(
         name=run_dir.name,
         path=str(run_dir),

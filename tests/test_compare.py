@@ -90,11 +90,14 @@ def test_damaged_runs_warn_and_the_rest_render(tmp_path):
     with open(runs["b"] / "metrics.jsonl", "a") as f:
         f.write('{"kind": "valid", "step": 30, "bp')  # torn last line
     (runs["b"] / "checkpoints" / "best.pt").write_bytes(b"garbage")
+    scrambled = make_run(tmp_path, "d", valid=[(10, 1000, 1.0, 2.0)])
+    (scrambled / "metrics.jsonl").write_bytes(b"\x00\xff garbage\n[1, 2]\n")
     rows, warnings = compare.collect([tmp_path])
-    assert [r.name for r in rows] == ["b", "c"]
-    assert len(warnings) == 2 and all("\n" not in w for w in warnings)
+    assert [r.name for r in rows] == ["b", "c", "d"]
+    assert len(warnings) == 3 and all("\n" not in w for w in warnings)
     assert "a" in warnings[0] and "config.yaml" in warnings[0]
-    assert "eval.json" in warnings[1]
+    assert "eval.json" in warnings[1] and "metrics.jsonl" in warnings[2]
+    assert rows[2].best_valid_bpc is None and rows[2].state == "stopped"
     assert rows[1].test_bpc is None and rows[1].best_valid_bpc == 2.4
     assert rows[0].best_valid_bpc == 2.2 and rows[0].num_parameters is None
 

@@ -142,3 +142,21 @@ def test_train_several_recipes_reports_every_bad_one_first(tmp_path, tiny_corpus
     result, out = invoke("train", good, bad, "--runs-dir", tmp_path / "zoo")
     assert result.exit_code == 2 and "bad.yaml" in out and "train.lr" in out
     assert not (tmp_path / "zoo").exists()
+
+
+def test_a_failing_recipe_does_not_stop_the_others(tmp_path, tiny_corpus):
+    folder = tmp_path / "zoo-recipes"
+    folder.mkdir()
+    diverging = {
+        **TINY_RECIPE,
+        "train": {**TINY_RECIPE["train"], "optimizer": {"name": "sgd", "lr": 1e38}},
+    }
+    (folder / "a-diverges.yaml").write_text(yaml.safe_dump(diverging))
+    (folder / "b-fine.yaml").write_text(yaml.safe_dump(TINY_RECIPE))
+    result, out = invoke(
+        "train", folder, "--set", "train.max_steps=3", "--runs-dir", tmp_path / "zoo"
+    )
+    assert result.exit_code == 1, out
+    assert "a-diverges.yaml: loss became" in out and "1 of 2 recipes failed" in out
+    assert re.search(r"b-fine-tiny\s+│\s+finished", out)
+    assert re.search(r"a-diverges-tiny\s+│\s+crashed", out)
