@@ -11,6 +11,7 @@ from rich.table import Table
 
 from lstmlab import compare
 from lstmlab.cli.common import console, err_console, handle_errors
+from lstmlab.errors import UsageError
 
 
 def print_comparison(
@@ -20,13 +21,20 @@ def print_comparison(
     if fmt != "table":
         console.print(compare.render(rows, fmt), markup=False, end="", soft_wrap=True)
         return
+    corpora = {r.corpus for r in rows}
+    # One corpus goes in the title: narrow terminals keep room for the numbers.
+    keep = [h != "corpus" or len(corpora) > 1 for h in compare.headers()]
+    if len(corpora) == 1:
+        title = f"{title + ', ' if title else ''}corpus {next(iter(corpora))}"
     table = Table(title=title, title_justify="left")
-    for header in compare.headers():
-        table.add_column(header, justify="left" if header in compare.TEXT_HEADERS else "right")
+    for header, shown in zip(compare.headers(), keep):
+        if shown:
+            justify = "left" if header in compare.TEXT_HEADERS else "right"
+            table.add_column(header, justify=justify, no_wrap=header == "run")
     for index, row in enumerate(rows):
         best = index == 0 and row.best_valid_bpc is not None
         style = "bold green" if best else ("yellow" if row.state != "finished" else None)
-        table.add_row(*compare.text_cells(row), style=style)
+        table.add_row(*(c for c, shown in zip(compare.text_cells(row), keep) if shown), style=style)
     console.print(table)
 
 
@@ -55,6 +63,8 @@ def compare_cmd(
     ] = False,
 ) -> None:
     """Compare runs: one row each, sorted by best valid bpc; in-progress and crashed runs are shown."""
+    if context and format != "markdown":
+        raise UsageError("--context goes with --format markdown", hint="drop --context")
     rows, warnings = compare.collect(paths, allow_mixed=allow_mixed)
     for warning in warnings:
         err_console.print(f"[yellow]warning:[/] {warning}", soft_wrap=True)

@@ -42,7 +42,7 @@ def test_compare_every_format(tmp_path):
     standard_runs(tmp_path / "zoo")
     result, out = invoke("compare", tmp_path / "zoo")
     assert result.exit_code == 0, out
-    assert first_column(out) == ["b", "c", "a"] and "2.2000" in out
+    assert first_column(out) == ["b", "c", "a"] and "2.2000" in out and "corpus tiny" in out
 
     result, out = invoke("compare", tmp_path / "zoo", "--format", "json")
     assert [r["name"] for r in json.loads(out)] == ["b", "c", "a"]
@@ -51,6 +51,8 @@ def test_compare_every_format(tmp_path):
     result, out = invoke("compare", tmp_path / "zoo", "--format", "markdown", "--context")
     note, blank, *table = out.splitlines()
     assert note.startswith("Measured ") and blank == "" and len(table) == 5
+    result, out = invoke("compare", tmp_path / "zoo", "--format", "csv", "--context")
+    assert result.exit_code == 2 and "--context goes with --format markdown" in out
 
 
 def test_compare_runs_named_one_by_one_with_a_plot(tmp_path):
