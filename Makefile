@@ -6,8 +6,13 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(TORCH_VERSION)
 DEMO_DIR := runs/demo
 PTB_SHARED := ../shared/data/ptb
+LSTMLAB := $(VENV)/bin/lstmlab
+# `make zoo`: every recipes/tiny/*.yaml under one equal wall-clock budget, then the comparison.
+ZOO_MINUTES ?= 2
+ZOO_DIR ?= runs/zoo
+ZOO_ONLY_TIME := --set train.max_steps=null --set train.max_tokens=null --set train.max_epochs=null
 
-.PHONY: install demo test lint bench clean
+.PHONY: install demo test lint bench clean zoo
 
 install: $(STAMP)
 
@@ -26,6 +31,22 @@ demo: install
 	$(VENV)/bin/lstmlab train recipes/tiny/lstm.yaml --run-dir $(DEMO_DIR) --force
 	$(VENV)/bin/lstmlab eval $(DEMO_DIR) --split all
 	$(VENV)/bin/lstmlab sample $(DEMO_DIR) --prime "The " --length 300 --temperature 0.8
+
+# PTB from ../shared/data/ptb when it is there, else the built-in corpus. Each run trains
+# for ZOO_MINUTES of step time (no other budget), is scored on test, and the table and the
+# curves land in docs/results.{md,png}, spliced into README.md's Results section.
+# A recipe that fails is reported and the others are still compared.
+zoo: install
+	rm -rf $(ZOO_DIR)
+	if [ -f $(PTB_SHARED)/ptb.char.train.txt ]; then corpus=ptb; $(LSTMLAB) prepare ptb --source $(PTB_SHARED); \
+	else corpus=builtin; $(LSTMLAB) prepare builtin; fi && \
+	{ $(LSTMLAB) train recipes/tiny --runs-dir $(ZOO_DIR) --set data.corpus=$$corpus \
+	    --set train.max_minutes=$(ZOO_MINUTES) $(ZOO_ONLY_TIME) || echo "zoo: some recipes failed"; }
+	for run in $(ZOO_DIR)/*/; do $(LSTMLAB) eval $$run --split test || echo "zoo: eval of $$run failed"; done
+	mkdir -p docs
+	$(LSTMLAB) compare $(ZOO_DIR) --format markdown --context --plot docs/results.png > docs/results.md
+	sed -i -e '/results:begin/,/results:end/{/results:begin/!{/results:end/!d}}' \
+	    -e '/results:begin/r docs/results.md' README.md
 
 test: install
 	$(PY) -m pytest -q -n 2 --dist loadfile

@@ -101,3 +101,20 @@ def truncate_metrics(run_dir: Path, step: int) -> None:
     if path.is_file():
         kept = [r for r in read_metrics(run_dir) if r.get("step", 0) <= step]
         path.write_text("".join(json.dumps(r) + "\n" for r in kept), encoding="utf-8")
+
+
+RUNNING = "running.json"
+
+
+def mark_running(run_dir: Path) -> None:
+    """Say which process trains this run; `compare` tells in-progress from crashed with it."""
+    import os
+    import socket
+
+    record = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.time()}
+    (Path(run_dir) / RUNNING).write_text(json.dumps(record) + "\n", encoding="utf-8")
+
+
+def clear_running(run_dir: Path) -> None:
+    """Training ended (budget reached or stopped cleanly): the marker goes; a crash leaves it."""
+    (Path(run_dir) / RUNNING).unlink(missing_ok=True)

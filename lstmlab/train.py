@@ -338,6 +338,7 @@ def fit(
         if payload is not None:
             runs.truncate_metrics(run_dir, state.step)
         runs.write_config(run_dir, cfg.to_dict())
+        runs.mark_running(run_dir)
 
     def save(which: str) -> None:
         full_hidden = [[dist.gather_rows(t) for t in layer] for layer in hidden]  # collective
@@ -525,6 +526,8 @@ def fit(
                 save("last")
             if stop.signum is not None and stop_reason is None:
                 save("last")
+                if dist.is_main:
+                    runs.clear_running(run_dir)
                 name = (
                     "SIGINT" if stop.signum == signal.SIGINT else signal.Signals(stop.signum).name
                 )
@@ -547,6 +550,8 @@ def fit(
             "best_step": state.best_step,
         }
     )
+    if dist.is_main:
+        runs.clear_running(run_dir)
     return TrainResult(
         run_dir=run_dir,
         state=state,

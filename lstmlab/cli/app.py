@@ -8,8 +8,11 @@ import typer
 
 from lstmlab import __version__
 from lstmlab.cli.bench import bench_cmd
+from lstmlab.cli.cells import cells_cmd
+from lstmlab.cli.compare import compare_cmd
 from lstmlab.cli.eval import eval_cmd
 from lstmlab.cli.prepare import prepare_cmd
+from lstmlab.cli.recipes import recipes_cmd
 from lstmlab.cli.sample import sample_cmd
 from lstmlab.cli.train import train_cmd
 
@@ -45,6 +48,9 @@ app.command("train")(train_cmd)
 app.command("eval")(eval_cmd)
 app.command("sample")(sample_cmd)
 app.command("bench")(bench_cmd)
+app.command("compare")(compare_cmd)
+app.command("cells")(cells_cmd)
+app.command("recipes")(recipes_cmd)
 
 
 def main() -> None:

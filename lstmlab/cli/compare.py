@@ -1,0 +1,75 @@
+"""`lstmlab compare`: runs side by side (table, markdown, csv, json) and their learning curves."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Annotated, Literal
+
+import typer
+from rich.table import Table
+
+from lstmlab import compare
+from lstmlab.cli.common import console, err_console, handle_errors
+from lstmlab.errors import UsageError
+
+
+def print_comparison(
+    rows: Sequence[compare.RunRow], fmt: str = "table", *, title: str | None = None
+) -> None:
+    """The rich table (best row highlighted), or the text of another format on stdout."""
+    if fmt != "table":
+        console.print(compare.render(rows, fmt), markup=False, end="", soft_wrap=True)
+        return
+    corpora = {r.corpus for r in rows}
+    # One corpus goes in the title: narrow terminals keep room for the numbers.
+    keep = [h != "corpus" or len(corpora) > 1 for h in compare.headers()]
+    if len(corpora) == 1:
+        title = f"{title + ', ' if title else ''}corpus {next(iter(corpora))}"
+    table = Table(title=title, title_justify="left")
+    for header, shown in zip(compare.headers(), keep):
+        if shown:
+            justify = "left" if header in compare.TEXT_HEADERS else "right"
+            table.add_column(header, justify=justify, no_wrap=header == "run")
+    for index, row in enumerate(rows):
+        best = index == 0 and row.best_valid_bpc is not None
+        style = "bold green" if best else ("yellow" if row.state != "finished" else None)
+        table.add_row(*(c for c, shown in zip(compare.text_cells(row), keep) if shown), style=style)
+    console.print(table)
+
+
+@handle_errors
+def compare_cmd(
+    paths: Annotated[
+        list[Path],
+        typer.Argument(
+            help="Run folders, or folders of runs (every run inside).", show_default=False
+        ),
+    ],
+    format: Annotated[
+        Literal["table", "markdown", "csv", "json"],
+        typer.Option("--format", "-f", help="table, markdown (for a README), csv or json."),
+    ] = "table",
+    plot: Annotated[
+        Path | None,
+        typer.Option(help="Also write learning curves (valid bpc vs tokens and time) to this PNG."),
+    ] = None,
+    allow_mixed: Annotated[
+        bool, typer.Option(help="Compare runs trained on different corpora.")
+    ] = False,
+    context: Annotated[
+        bool,
+        typer.Option(help="Markdown only: start with a line naming date, machine, corpus, budget."),
+    ] = False,
+) -> None:
+    """Compare runs: one row each, sorted by best valid bpc; in-progress and crashed runs are shown."""
+    if context and format != "markdown":
+        raise UsageError("--context goes with --format markdown", hint="drop --context")
+    rows, warnings = compare.collect(paths, allow_mixed=allow_mixed)
+    for warning in warnings:
+        err_console.print(f"[yellow]warning:[/] {warning}", soft_wrap=True)
+    if context and format == "markdown":
+        console.print(compare.context_note(rows) + "\n", markup=False, soft_wrap=True)
+    print_comparison(rows, format)
+    if plot is not None:
+        err_console.print(f"[dim]wrote {compare.save_plot(rows, plot)}[/]")

@@ -1,0 +1,437 @@
+"""Side-by-side comparison of training runs: run folders -> rows -> table, markdown, csv, json, plot.
+
+A run folder (see `runs.py`) is read without loading its model: the resolved
+recipe gives corpus, cell(s) and budget; `metrics.jsonl` gives the learning
+curve (valid bpc against tokens seen and training seconds), tokens seen,
+training time and the best validation; the checkpoint's `num_parameters` is
+read through a memory map; `eval.json` gives the test bpc.
+
+A run's state: `finished` (an `end` record), `running` (the training process
+named in `running.json` is alive, or on another host the run wrote in the last
+15 minutes), `crashed` (the marker outlived its process), `stopped` (no `end`
+and no marker: Ctrl-C / SIGTERM after saving, resumable).
+
+Figures: bpc = nats / (ln 2 x characters); per-character perplexity = 2^bpc;
+train tokens/s = tokens seen / seconds spent in training steps (validation
+excluded).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import platform
+import socket
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import yaml
+
+from lstmlab import runs
+from lstmlab.errors import LstmlabError, UsageError
+
+FORMATS = ("table", "markdown", "csv", "json")
+STALE_S = 15 * 60  # a run on another host that wrote nothing for this long counts as crashed
+
+
+@dataclass
+class RunRow:
+    """One run, as every output format shows it (`curve` only goes to json and the plot)."""
+
+    name: str
+    path: str
+    state: str
+    corpus: str | None = None
+    cells: str | None = None
+    budget: str | None = None
+    num_parameters: int | None = None
+    tokens: int | None = None
+    wall_s: float | None = None
+    tokens_per_s: float | None = None
+    best_valid_bpc: float | None = None
+    best_step: int | None = None
+    test_bpc: float | None = None
+    valid_perplexity: float | None = None
+    test_perplexity: float | None = None
+    stop_reason: str | None = None
+    curve: list[dict] = field(default_factory=list)  # valid points: step, tokens, elapsed_s, bpc
+
+    @property
+    def perplexity(self) -> float | None:
+        """Per-character perplexity on test when evaluated, else at the best validation."""
+        return self.test_perplexity if self.test_perplexity is not None else self.valid_perplexity
+
+
+# ---------------------------------------------------------------- recipe facts
+
+
+def cell_names(model: dict) -> str:
+    """Every distinct cell `kind` in a model section, in order ("slstm+mlstm" for a mixed stack)."""
+    kinds: list[str] = []
+
+    def walk(node) -> None:
+        if isinstance(node, dict):
+            kind = node.get("kind")
+            if isinstance(kind, str) and kind not in kinds:
+                kinds.append(kind)
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(model)
+    return "+".join(kinds) or "?"
+
+
+def budget_text(train: dict) -> str:
+    """The budgets a train section sets, e.g. '2 min' or '500 epochs, 10,000 steps'."""
+    parts = []
+    if train.get("max_minutes"):
+        parts.append(f"{train['max_minutes']:g} min")
+    if train.get("max_epochs"):
+        parts.append(f"{train['max_epochs']:g} epochs")
+    if train.get("max_steps"):
+        parts.append(f"{train['max_steps']:,} steps")
+    if train.get("max_tokens"):
+        parts.append(f"{train['max_tokens']:,} tokens")
+    return ", ".join(parts) or "none"
+
+
+# ---------------------------------------------------------------- reading runs
+
+
+def is_run_dir(path: Path) -> bool:
+    return path.is_dir() and ((path / "config.yaml").is_file() or (path / "metrics.jsonl").exists())
+
+
+def find_runs(paths: Iterable[Path]) -> list[Path]:
+    """Run folders named directly, and every run folder inside a parent folder (sorted)."""
+    found: list[Path] = []
+    for path in map(Path, paths):
+        if not path.exists():
+            raise UsageError(f"{path} does not exist", hint="pass run folders or their parent")
+        if is_run_dir(path):
+            found.append(path)
+            continue
+        children = sorted(p for p in path.iterdir() if is_run_dir(p)) if path.is_dir() else []
+        if not children:
+            raise UsageError(
+                f"{path} is neither a run folder nor a folder of runs",
+                hint="a run folder holds config.yaml and metrics.jsonl (written by `lstmlab train`)",
+            )
+        found.extend(children)
+    return list(dict.fromkeys(found))
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    except (OSError, OverflowError):
+        return False
+    return True
+
+
+def run_state(run_dir: Path, records: Sequence[dict]) -> str:
+    if any(r.get("kind") == "end" for r in records):
+        return "finished"
+    marker = run_dir / runs.RUNNING
+    if not marker.is_file():
+        return "stopped"
+    try:
+        info = json.loads(marker.read_text(encoding="utf-8"))
+        pid, host = int(info["pid"]), str(info["host"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return "crashed"
+    if host == socket.gethostname():
+        # This very process can only read the run after `fit` returned or raised.
+        return "running" if pid != os.getpid() and _pid_alive(pid) else "crashed"
+    metrics = run_dir / "metrics.jsonl"
+    last_write = max(p.stat().st_mtime for p in (marker, metrics) if p.exists())
+    return "running" if time.time() - last_write < STALE_S else "crashed"
+
+
+def _read_num_parameters(run_dir: Path) -> int | None:
+    """From best.pt or last.pt, memory-mapped so the weights are not read."""
+    import torch
+
+    for which in ("best", "last"):
+        path = runs.checkpoint_path(run_dir, which)
+        if not path.is_file():
+            continue
+        try:
+            payload = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        except Exception:  # torn or foreign file: try the other checkpoint
+            continue
+        if isinstance(payload, dict) and isinstance(payload.get("num_parameters"), int):
+            return payload["num_parameters"]
+    return None
+
+
+def read_run(run_dir: Path, warn: Callable[[str], None] = lambda _msg: None) -> RunRow:
+    """One run folder -> its row. An unreadable recipe raises; lesser damage is warned about."""
+    run_dir = Path(run_dir)
+    try:
+        config = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise LstmlabError(f"{run_dir}: no config.yaml") from None
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise LstmlabError(
+            f"{run_dir}: config.yaml is unreadable ({exc.__class__.__name__})"
+        ) from None
+    if not isinstance(config, dict) or not all(
+        isinstance(config.get(k), dict) for k in ("data", "model", "train")
+    ):
+        raise LstmlabError(f"{run_dir}: config.yaml is not an lstmlab recipe")
+    records = [r for r in runs.read_metrics(run_dir) if isinstance(r, dict)]
+    metrics = run_dir / "metrics.jsonl"
+    if not records and metrics.is_file() and metrics.stat().st_size > 0:
+        warn(f"{metrics} has no readable record; the run is shown without its curve")
+    row = RunRow(
+        name=run_dir.name,
+        path=str(run_dir),
+        state=run_state(run_dir, records),
+        corpus=config["data"].get("corpus"),
+        cells=cell_names(config["model"]),
+        budget=budget_text(config["train"]),
+        num_parameters=_read_num_parameters(run_dir),
+    )
+    timed = [r for r in records if isinstance(r.get("tokens"), int) and _num(r.get("elapsed_s"))]
+    if timed:
+        last = max(timed, key=lambda r: r["tokens"])
+        row.tokens, row.wall_s = last["tokens"], float(last["elapsed_s"])
+        row.tokens_per_s = row.tokens / row.wall_s if row.wall_s > 0 else None
+    row.curve = [
+        {k: r.get(k) for k in ("step", "tokens", "elapsed_s", "bpc")}
+        for r in records
+        if r.get("kind") == "valid" and _num(r.get("bpc")) and math.isfinite(r["bpc"])
+    ]
+    if row.curve:
+        best = min(row.curve, key=lambda p: p["bpc"])
+        row.best_valid_bpc, row.best_step = float(best["bpc"]), best["step"]
+        row.valid_perplexity = 2.0**row.best_valid_bpc
+    end = next((r for r in reversed(records) if r.get("kind") == "end"), None)
+    row.stop_reason = end.get("reason") if end else None
+    _read_eval(run_dir, row, warn)
+    return row
+
+
+def _num(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _read_eval(run_dir: Path, row: RunRow, warn: Callable[[str], None]) -> None:
+    path = run_dir / "eval.json"
+    if not path.is_file():
+        return
+    try:
+        test = json.loads(path.read_text(encoding="utf-8"))["splits"]["test"]
+        bpc = float(test["bpc"])
+    except KeyError:
+        return  # evaluated on valid only
+    except (OSError, UnicodeDecodeError, ValueError, TypeError):
+        warn(f"{path} is unreadable; test bpc left out (run `lstmlab eval {run_dir}` again)")
+        return
+    row.test_bpc, row.test_perplexity = bpc, 2.0**bpc
+
+
+def collect(paths: Iterable[Path], *, allow_mixed: bool = False) -> tuple[list[RunRow], list[str]]:
+    """Rows for every run under `paths`, sorted by best valid bpc (runs without one last)."""
+    warnings: list[str] = []
+    rows = []
+    for run_dir in find_runs(paths):
+        try:
+            rows.append(read_run(run_dir, warnings.append))
+        except LstmlabError as exc:
+            warnings.append(f"skipped {exc.message}")
+    if not rows:
+        raise UsageError("no readable run to compare", hint="; ".join(warnings) or None)
+    corpora = sorted({r.corpus or "?" for r in rows})
+    if len(corpora) > 1 and not allow_mixed:
+        raise UsageError(
+            f"the runs were trained on different corpora ({', '.join(corpora)}); bpc is not comparable across them",
+            hint="compare runs of one corpus, or pass --allow-mixed",
+        )
+    rows.sort(key=lambda r: (r.best_valid_bpc is None, r.best_valid_bpc or 0.0, r.name))
+    return rows, warnings
+
+
+# ---------------------------------------------------------------- formats
+
+
+def _int(v) -> str:
+    return "–" if v is None else f"{v:,}"
+
+
+def _fixed(digits: int) -> Callable:
+    return lambda v: "–" if v is None else f"{v:.{digits}f}"
+
+
+# (header, row -> raw value, raw value -> text); raw values go to csv and json.
+COLUMNS: tuple[tuple[str, str, Callable[[RunRow], object], Callable[[object], str]], ...] = (
+    ("run", "name", lambda r: r.name, str),
+    ("state", "state", lambda r: r.state, str),
+    ("corpus", "corpus", lambda r: r.corpus, lambda v: v or "–"),
+    ("cell", "cells", lambda r: r.cells, lambda v: v or "–"),
+    ("params", "num_parameters", lambda r: r.num_parameters, _int),
+    ("tokens", "tokens", lambda r: r.tokens, _int),
+    ("train s", "wall_s", lambda r: r.wall_s, _fixed(1)),
+    (
+        "tok/s",
+        "tokens_per_s",
+        lambda r: r.tokens_per_s,
+        lambda v: _int(None if v is None else round(v)),
+    ),
+    ("valid bpc", "best_valid_bpc", lambda r: r.best_valid_bpc, _fixed(4)),
+    ("at step", "best_step", lambda r: r.best_step, lambda v: "–" if v is None else str(v)),
+    ("test bpc", "test_bpc", lambda r: r.test_bpc, _fixed(4)),
+    ("ppl/char", "perplexity", lambda r: r.perplexity, _fixed(3)),
+)
+
+
+def text_cells(row: RunRow) -> list[str]:
+    """The row as the table and markdown show it."""
+    return [fmt(get(row)) for _h, _k, get, fmt in COLUMNS]
+
+
+TEXT_HEADERS = frozenset({"run", "state", "corpus", "cell"})  # left-aligned; the rest are numbers
+
+
+def headers() -> list[str]:
+    return [h for h, *_ in COLUMNS]
+
+
+def to_markdown(rows: Sequence[RunRow]) -> str:
+    """A GitHub table; the best run (first row, when it has a valid bpc) in bold."""
+    lines = ["| " + " | ".join(headers()) + " |", "|" + "|".join("---" for _ in COLUMNS) + "|"]
+    for index, row in enumerate(rows):
+        cells = [c.replace("|", "\\|") for c in text_cells(row)]
+        if index == 0 and row.best_valid_bpc is not None:
+            cells = [f"**{c}**" for c in cells]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def to_csv(rows: Sequence[RunRow]) -> str:
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow([key for _h, key, *_ in COLUMNS] + ["stop_reason", "budget", "path"])
+    for row in rows:
+        values = ["" if (v := get(row)) is None else v for _h, _k, get, _f in COLUMNS]
+        writer.writerow(values + [row.stop_reason or "", row.budget or "", row.path])
+    return buf.getvalue()
+
+
+def to_json(rows: Sequence[RunRow]) -> str:
+    return json.dumps([{**asdict(r), "perplexity": r.perplexity} for r in rows], indent=2) + "\n"
+
+
+def render(rows: Sequence[RunRow], fmt: str) -> str:
+    """markdown, csv or json text (the rich table is drawn by the CLI from `text_cells`)."""
+    writers = {"markdown": to_markdown, "csv": to_csv, "json": to_json}
+    if fmt not in writers:
+        raise UsageError(f"unknown format {fmt!r}", hint=f"use one of {', '.join(FORMATS)}")
+    return writers[fmt](rows)
+
+
+def context_note(rows: Sequence[RunRow]) -> str:
+    """One line for a results page: date, this machine, corpus and budget of the runs."""
+    import torch
+
+    if torch.cuda.is_available():
+        device = torch.cuda.get_device_name(0)
+    else:
+        device = f"CPU {_cpu_model()}, {os.cpu_count()} cores"
+    corpora = ", ".join(sorted({r.corpus or "?" for r in rows}))
+    budgets = ", ".join(sorted({r.budget or "?" for r in rows}))
+    return (
+        f"Measured {time.strftime('%Y-%m-%d')} on {device} ({platform.system()} {platform.machine()}, "
+        f"torch {torch.__version__}); corpus {corpora}; training budget per run: {budgets}."
+    )
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+# ---------------------------------------------------------------- plot
+
+
+def curve_label(row: RunRow, rows: Sequence[RunRow]) -> str:
+    """The cell name, or cell + run name when several runs share a cell."""
+    shared = sum(r.cells == row.cells for r in rows) > 1
+    return f"{row.cells} ({row.name})" if shared else str(row.cells)
+
+
+def make_figure(rows: Sequence[RunRow]):
+    """Valid bpc against tokens seen and against training minutes; one line per run with a curve."""
+    from matplotlib.figure import Figure  # no pyplot: no global backend or figure registry
+
+    plotted = [r for r in rows if r.curve]
+    if not plotted:
+        raise UsageError(
+            "no run has a validation point to plot",
+            hint="let runs reach train.eval_every or their budget first",
+        )
+    fig = Figure(figsize=(10, 4), dpi=100, layout="constrained")
+    by_tokens, by_time = fig.subplots(1, 2, sharey=True)
+    for row in plotted:
+        label = curve_label(row, plotted)
+        tokens = [p["tokens"] / 1e6 for p in row.curve]  # millions
+        minutes = [p["elapsed_s"] / 60 for p in row.curve]
+        bpc = [p["bpc"] for p in row.curve]
+        (line,) = by_tokens.plot(tokens, bpc, marker=".", label=label)
+        by_time.plot(minutes, bpc, marker=".", label=label, color=line.get_color())
+    by_tokens.set_xlabel("training tokens seen (millions)")
+    by_time.set_xlabel("training time (minutes)")
+    by_tokens.set_ylabel("validation bits per character")
+    for ax in (by_tokens, by_time):
+        ax.grid(True, alpha=0.3)
+    by_time.legend(title="cell", fontsize="small")
+    corpora = ", ".join(sorted({r.corpus or "?" for r in plotted}))
+    fig.suptitle(f"Learning curves on {corpora}")
+    return fig
+
+
+def save_plot(rows: Sequence[RunRow], path: Path) -> Path:
+    path = Path(path)
+    if path.suffix.lower() != ".png":
+        raise UsageError(f"--plot {path}: the plot is written as PNG", hint="name it *.png")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    make_figure(rows).savefig(path, format="png")
+    return path
+
+
+__all__ = [
+    "COLUMNS",
+    "FORMATS",
+    "RunRow",
+    "budget_text",
+    "cell_names",
+    "collect",
+    "context_note",
+    "find_runs",
+    "make_figure",
+    "read_run",
+    "render",
+    "save_plot",
+    "text_cells",
+    "to_csv",
+    "to_json",
+    "to_markdown",
+]

@@ -1,0 +1,208 @@
+"""compare.py on synthetic run folders: reading, states, damage, sorting, every format, the plot."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+from fake_runs import make_run, standard_runs
+
+from lstmlab import compare
+from lstmlab.errors import UsageError
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def test_read_finished_run(tmp_path):
+    run = make_run(
+        tmp_path,
+        "r",
+        valid=[(10, 1000, 2.0, 3.0), (20, 2000, 5.0, 2.5), (30, 3000, 8.0, 2.7)],
+        test_bpc=2.6,
+        num_parameters=4321,
+    )
+    row = compare.read_run(run)
+    assert (row.name, row.state, row.corpus, row.cells) == ("r", "finished", "tiny", "lstm")
+    assert row.num_parameters == 4321
+    assert (row.tokens, row.wall_s) == (3000, 8.0)
+    assert row.tokens_per_s == pytest.approx(3000 / 8.0)
+    assert (row.best_valid_bpc, row.best_step) == (2.5, 20)
+    assert row.valid_perplexity == pytest.approx(2**2.5)
+    assert row.test_bpc == 2.6 and row.perplexity == pytest.approx(2**2.6)
+    assert row.stop_reason == "max_steps" and row.budget == "6 steps"
+    assert [p["tokens"] for p in row.curve] == [1000, 2000, 3000]
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_states_tell_running_from_crashed_and_stopped(tmp_path):
+    points = [(10, 1000, 1.0, 3.0)]
+    cases = {
+        "running": make_run(tmp_path, "running", valid=points, end=False, marker_pid=os.getppid()),
+        "crashed": make_run(tmp_path, "crashed", valid=points, end=False, marker_pid=_dead_pid()),
+        "stopped": make_run(tmp_path, "stopped", valid=points, end=False),
+        "remote": make_run(
+            tmp_path, "remote", valid=points, end=False, marker_pid=1, marker_host="elsewhere"
+        ),
+        "stale": make_run(
+            tmp_path, "stale", valid=points, end=False, marker_pid=1, marker_host="elsewhere"
+        ),
+        # the process reading the run cannot be training it at the same time
+        "self": make_run(tmp_path, "self", valid=points, end=False, marker_pid=os.getpid()),
+    }
+    old = time.time() - compare.STALE_S - 60
+    for name in ("running.json", "metrics.jsonl"):
+        os.utime(cases["stale"] / name, (old, old))
+    states = {name: compare.read_run(run).state for name, run in cases.items()}
+    assert states == {
+        "running": "running",
+        "crashed": "crashed",
+        "stopped": "stopped",
+        "remote": "running",
+        "stale": "crashed",
+        "self": "crashed",
+    }
+
+
+def test_folder_means_every_run_sorted_by_valid_bpc(tmp_path):
+    standard_runs(tmp_path / "zoo")
+    make_run(tmp_path / "zoo", "fresh", valid=[], end=False)  # no validation yet: listed last
+    (tmp_path / "zoo" / "notes").mkdir()  # not a run folder: ignored
+    rows, warnings = compare.collect([tmp_path / "zoo"])
+    assert [r.name for r in rows] == ["b", "c", "a", "fresh"] and warnings == []
+    assert rows[-1].best_valid_bpc is None and rows[-1].state == "stopped"
+
+
+def test_damaged_runs_warn_and_the_rest_render(tmp_path):
+    runs = standard_runs(tmp_path)
+    (runs["a"] / "config.yaml").write_bytes(b"\xff\xfe: [")
+    (runs["c"] / "eval.json").write_text("{not json")
+    with open(runs["b"] / "metrics.jsonl", "a") as f:
+        f.write('{"kind": "valid", "step": 30, "bp')  # torn last line
+    (runs["b"] / "checkpoints" / "best.pt").write_bytes(b"garbage")
+    scrambled = make_run(tmp_path, "d", valid=[(10, 1000, 1.0, 2.0)])
+    (scrambled / "metrics.jsonl").write_bytes(b"\x00\xff garbage\n[1, 2]\n")
+    rows, warnings = compare.collect([tmp_path])
+    assert [r.name for r in rows] == ["b", "c", "d"]
+    assert len(warnings) == 3 and all("\n" not in w for w in warnings)
+    assert "a" in warnings[0] and "config.yaml" in warnings[0]
+    assert "eval.json" in warnings[1] and "metrics.jsonl" in warnings[2]
+    assert rows[2].best_valid_bpc is None and rows[2].state == "stopped"
+    assert rows[1].test_bpc is None and rows[1].best_valid_bpc == 2.4
+    assert rows[0].best_valid_bpc == 2.2 and rows[0].num_parameters is None
+
+
+def test_mixed_corpora_refused_unless_allowed(tmp_path):
+    make_run(tmp_path, "p", valid=[(10, 1000, 1.0, 2.0)], corpus="ptb")
+    make_run(tmp_path, "q", valid=[(10, 1000, 1.0, 2.5)], corpus="tiny")
+    with pytest.raises(UsageError, match="different corpora.*ptb, tiny"):
+        compare.collect([tmp_path])
+    rows, _ = compare.collect([tmp_path], allow_mixed=True)
+    assert [r.corpus for r in rows] == ["ptb", "tiny"]
+
+
+def test_bad_paths_are_usage_errors(tmp_path):
+    with pytest.raises(UsageError, match="does not exist"):
+        compare.find_runs([tmp_path / "nope"])
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UsageError, match="neither a run folder"):
+        compare.find_runs([tmp_path / "empty"])
+
+
+def test_json_and_csv_round_trip(tmp_path):
+    rows, _ = compare.collect(standard_runs(tmp_path).values())
+    data = json.loads(compare.render(rows, "json"))
+    assert [d["name"] for d in data] == ["b", "c", "a"]
+    assert data[1]["test_bpc"] == 2.45 and data[1]["perplexity"] == pytest.approx(2**2.45)
+    assert data[0]["num_parameters"] == 99 and len(data[0]["curve"]) == 2
+    table = list(csv.DictReader(io.StringIO(compare.render(rows, "csv"))))
+    assert [r["name"] for r in table] == ["b", "c", "a"]
+    assert float(table[0]["best_valid_bpc"]) == 2.2 and table[0]["test_bpc"] == ""
+    assert float(table[1]["tokens_per_s"]) == pytest.approx(3000 / 9.0)
+    assert int(table[2]["best_step"]) == 20 and table[2]["state"] == "finished"
+
+
+def test_markdown_is_a_table_with_the_best_row_bold(tmp_path):
+    rows, _ = compare.collect(standard_runs(tmp_path).values())
+    lines = compare.render(rows, "markdown").splitlines()
+    assert len(lines) == 2 + len(rows)
+    widths = {line.count("|") for line in lines}
+    assert widths == {len(compare.COLUMNS) + 1}
+    assert set(lines[1].strip("|").split("|")) == {"---"}
+    assert lines[2].startswith("| **b** |") and "**2.2000**" in lines[2]
+    assert "**" not in lines[3] and "2.4500" in lines[3]
+
+
+def test_plot_has_one_line_per_run_on_both_axes(tmp_path):
+    runs = standard_runs(tmp_path)
+    make_run(tmp_path, "nocurve", valid=[], end=False)
+    rows, _ = compare.collect([tmp_path])
+    fig = compare.make_figure(rows)
+    by_tokens, by_time = fig.axes
+    assert len(by_tokens.lines) == len(by_time.lines) == 3
+    c = next(line for line in by_tokens.lines if line.get_label() == "lstm (c)")
+    assert list(c.get_xdata()) == pytest.approx([0.001, 0.002, 0.003])  # millions of tokens
+    c_time = next(line for line in by_time.lines if line.get_label() == "lstm (c)")
+    assert list(c_time.get_xdata()) == pytest.approx([3 / 60, 6 / 60, 9 / 60])
+    assert list(c_time.get_ydata()) == [2.9, 2.4, 2.6]
+    assert "tokens" in by_tokens.get_xlabel() and "minutes" in by_time.get_xlabel()
+    assert "bits per character" in by_tokens.get_ylabel()
+    legend = [t.get_text() for t in by_time.get_legend().get_texts()]
+    assert sorted(legend) == ["lstm (a)", "lstm (b)", "lstm (c)"]
+
+    out = compare.save_plot(rows, tmp_path / "plots" / "curves.png")
+    assert out.read_bytes()[:8] == PNG_SIGNATURE
+    import matplotlib.image
+
+    assert matplotlib.image.imread(out).shape[:2] == (400, 1000)
+    assert runs  # the folders stay untouched
+    with pytest.raises(UsageError, match="PNG"):
+        compare.save_plot(rows, tmp_path / "curves.pdf")
+
+
+def test_labels_are_cell_names_when_unique(tmp_path):
+    make_run(tmp_path, "x", valid=[(10, 1000, 1.0, 2.0)])
+    make_run(
+        tmp_path,
+        "y",
+        valid=[(10, 1000, 1.0, 2.1)],
+        cell={"blocks": [{"kind": "slstm", "hidden_dim": 8}, {"kind": "mlstm", "hidden_dim": 8}]},
+    )
+    rows, _ = compare.collect([tmp_path])
+    labels = [line.get_label() for line in compare.make_figure(rows).axes[0].lines]
+    assert labels == ["lstm", "slstm+mlstm"]
+
+
+def test_nothing_to_plot_is_a_usage_error(tmp_path):
+    rows, _ = compare.collect([make_run(tmp_path, "fresh", valid=[], end=False)])
+    with pytest.raises(UsageError, match="no run has a validation point"):
+        compare.make_figure(rows)
+
+
+def test_budget_text_and_cell_names():
+    assert compare.budget_text({"max_minutes": 2.0}) == "2 min"
+    assert (
+        compare.budget_text({"max_epochs": 500, "max_steps": 10000}) == "500 epochs, 10,000 steps"
+    )
+    assert compare.budget_text({}) == "none"
+    assert compare.cell_names({"cell": {"kind": "lstm", "hidden_dim": 4}}) == "lstm"
+    assert (
+        compare.cell_names({"blocks": [{"kind": "mlstm"}, {"kind": "slstm"}, {"kind": "mlstm"}]})
+        == "mlstm+slstm"
+    )
+
+
+def test_context_note_names_corpus_budget_and_date(tmp_path):
+    rows, _ = compare.collect(standard_runs(tmp_path).values())
+    note = compare.context_note(rows)
+    assert "corpus tiny" in note and "6 steps" in note and time.strftime("%Y-%m-%d") in note
