@@ -114,6 +114,9 @@ class OptimizerConfig(Frozen):
     betas: tuple[float, float] = (0.9, 0.999)
     eps: float = Field(default=1e-8, gt=0.0)
     momentum: float = Field(default=0.0, ge=0.0, lt=1.0)
+    # "all" decays every parameter (AWD-LSTM); "matrices" spares biases, norm weights, gains,
+    # skip vectors and the embedding (xLSTM, GPT-style AdamW).
+    decay: Literal["all", "matrices"] = "all"
 
     @model_validator(mode="after")
     def _betas_in_range(self) -> OptimizerConfig:
@@ -123,11 +126,13 @@ class OptimizerConfig(Frozen):
 
 
 class ScheduleConfig(Frozen):
-    """constant; cosine (linear warm-up then cosine to min_lr_ratio x lr); step (x factor at milestones)."""
+    """After `warmup_steps` of linear warm-up: constant; cosine or linear decay to min_lr_ratio x lr
+    over `decay_steps` (default: the whole step budget), then flat; step (x factor at milestones)."""
 
-    name: Literal["constant", "cosine", "step"] = "constant"
+    name: Literal["constant", "cosine", "linear", "step"] = "constant"
     warmup_steps: int = Field(default=0, ge=0)
     min_lr_ratio: float = Field(default=0.0, ge=0.0, le=1.0)
+    decay_steps: int | None = Field(default=None, gt=0)
     milestones_epochs: tuple[float, ...] = ()
     factor: float = Field(default=0.1, gt=0.0)
 

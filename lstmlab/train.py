@@ -94,21 +94,35 @@ def lr_factor(
     """Multiplier of the base learning rate for the step about to be taken (0-based)."""
     if schedule.warmup_steps and step < schedule.warmup_steps:
         return (step + 1) / schedule.warmup_steps
-    if schedule.name == "cosine":
-        span = max(1, (total or 1) - schedule.warmup_steps)
+    if schedule.name in ("cosine", "linear"):
+        span = max(1, (schedule.decay_steps or total or 1) - schedule.warmup_steps)
         progress = min(1.0, (step - schedule.warmup_steps) / span)
-        return schedule.min_lr_ratio + (1 - schedule.min_lr_ratio) * 0.5 * (
-            1 + math.cos(math.pi * progress)
-        )
+        if schedule.name == "cosine":
+            shape = 0.5 * (1 + math.cos(math.pi * progress))
+        else:
+            shape = 1.0 - progress
+        return schedule.min_lr_ratio + (1 - schedule.min_lr_ratio) * shape
     if schedule.name == "step":
         passed = sum(step >= m * steps_per_epoch for m in schedule.milestones_epochs)
         return schedule.factor**passed
     return 1.0
 
 
+def decay_groups(model: torch.nn.Module, weight_decay: float, which: str) -> list[dict]:
+    """Parameter groups: with "matrices", only weight matrices and conv kernels are decayed."""
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    if which == "all" or weight_decay == 0.0:
+        return [{"params": trainable, "weight_decay": weight_decay}]
+    embedding = getattr(model, "embedding", None)
+    spared = {id(embedding.weight)} if embedding is not None else set()
+    decay = [p for p in trainable if p.ndim >= 2 and id(p) not in spared]
+    keep = [p for p in trainable if not (p.ndim >= 2 and id(p) not in spared)]
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": keep, "weight_decay": 0.0}]
+
+
 def build_optimizer(model: torch.nn.Module, train: TrainConfig) -> torch.optim.Optimizer:
     opt = train.optimizer
-    params = [p for p in model.parameters() if p.requires_grad]
+    params = decay_groups(model, opt.weight_decay, opt.decay)
     if opt.name == "sgd":
         return torch.optim.SGD(
             params, lr=opt.lr, momentum=opt.momentum, weight_decay=opt.weight_decay
@@ -285,9 +299,11 @@ def fit(
     streams = Streams(train_tokens, tcfg.batch_size)
     steps_per_epoch = math.ceil(streams.length / tcfg.bptt)
     budget_steps = total_steps(tcfg, steps_per_epoch)
-    if tcfg.schedule.name == "cosine" and budget_steps is None:
+    sched = tcfg.schedule
+    if sched.name in ("cosine", "linear") and budget_steps is None and not sched.decay_steps:
         raise ConfigError(
-            "train.schedule cosine needs a step budget (max_steps, max_tokens or max_epochs), not only max_minutes"
+            f"train.schedule {sched.name} needs a step budget (max_steps, max_tokens or "
+            "max_epochs) or schedule.decay_steps, not only max_minutes"
         )
     char_len = torch.as_tensor(corpus.tokenizer.char_lengths(), dtype=torch.float64)
     rows = dist.rows(tcfg.batch_size)  # this process's block of streams

@@ -181,3 +181,37 @@ def test_window_sum_loss_scales_the_gradient_by_the_window(tiny_corpus, tmp_path
     for key in a:
         torch.testing.assert_close(a[key], b[key], atol=1e-6, rtol=1e-5)
     assert any(not torch.allclose(a[k], c[k]) for k in a)
+
+
+def test_linear_schedule_reaches_its_floor_and_stays():
+    lin = ScheduleConfig(name="linear", min_lr_ratio=0.07, decay_steps=100)
+    assert [lr_factor(s, lin, 1000, 5) for s in (0, 50, 100, 500)] == pytest.approx(
+        [1.0, 0.535, 0.07, 0.07]
+    )
+
+
+def test_matrices_decay_spares_biases_norms_and_embedding():
+    from lstmlab.config import ModelConfig
+    from lstmlab.model import build_model
+    from lstmlab.train import decay_groups
+
+    model = build_model(
+        ModelConfig.model_validate(
+            {
+                "embed_dim": 8,
+                "num_layers": 2,
+                "final_norm": True,
+                "cell": {"kind": "mlstm", "hidden_dim": 8, "num_heads": 2},
+            }
+        ),
+        vocab_size=11,
+    )
+    decayed, spared = decay_groups(model, 0.1, "matrices")
+    assert decayed["weight_decay"] == 0.1 and spared["weight_decay"] == 0.0
+    assert all(p.ndim >= 2 for p in decayed["params"]) and all(
+        p is not model.embedding.weight for p in decayed["params"]
+    )
+    assert any(p is model.embedding.weight for p in spared["params"])
+    assert len(decayed["params"]) + len(spared["params"]) == len(list(model.parameters()))
+    (everything,) = decay_groups(model, 0.1, "all")
+    assert len(everything["params"]) == len(list(model.parameters()))
