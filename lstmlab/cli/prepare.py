@@ -11,6 +11,8 @@ from rich.table import Table
 from lstmlab.cli.common import RichProgress, console, handle_errors
 from lstmlab.corpora import PrepareRequest, prepare_corpus, store
 from lstmlab.corpora.text import parse_fractions
+from lstmlab.errors import UsageError
+from lstmlab.subword import SubwordOptions
 
 
 @handle_errors
@@ -60,6 +62,21 @@ def prepare_cmd(
             "--with-docstrings", help="builtin: add the standard library's module docstrings."
         ),
     ] = False,
+    tokenizer: Annotated[
+        str | None,
+        typer.Option(
+            help="sentencepiece: re-encode with subwords trained on train (default: the corpus's own).",
+            metavar="KIND",
+        ),
+    ] = None,
+    vocab_size: Annotated[
+        int | None,
+        typer.Option(help="sentencepiece vocabulary size.", show_default="1024"),
+    ] = None,
+    model_type: Annotated[
+        str | None,
+        typer.Option(help="sentencepiece model: unigram or bpe.", show_default="unigram"),
+    ] = None,
 ) -> None:
     """Prepare a corpus: read or download it, verify it, tokenise it, write DATA_DIR/NAME/.
 
@@ -72,12 +89,16 @@ def prepare_cmd(
     - text FILE...: your own UTF-8 text, characters as tokens, split by --fractions.
 
     - builtin: CPython's documentation text, no network needed (--with-docstrings for more).
+
+    Any of them with --tokenizer sentencepiece --vocab-size N [--model-type unigram|bpe]:
+    subword ids from a model trained on the train split; bpc stays per character.
     """
     options: dict = {}
     if fractions is not None:
         options["fractions"] = parse_fractions(fractions)
     if with_docstrings:
         options["with_docstrings"] = True
+    subword = subword_options(tokenizer, vocab_size, model_type)
     request = PrepareRequest(
         data_dir=data_dir if data_dir is not None else store.default_data_dir(),
         source=source,
@@ -86,7 +107,7 @@ def prepare_cmd(
         options=options,
         progress=RichProgress(),
     )
-    prepared = prepare_corpus(corpus, request)
+    prepared = prepare_corpus(corpus, request, subword)
     table = Table(title=f"{prepared.name}: vocabulary {prepared.vocab_size}")
     table.add_column("split")
     table.add_column("tokens", justify="right")
@@ -95,3 +116,26 @@ def prepare_cmd(
         table.add_row(split, f"{info.tokens:,}", f"{info.chars:,}")
     console.print(table)
     console.print(f"written to {prepared.path}", markup=False)
+
+
+def subword_options(
+    tokenizer: str | None, vocab_size: int | None, model_type: str | None
+) -> SubwordOptions | None:
+    """--tokenizer/--vocab-size/--model-type -> SubwordOptions, or None for the corpus's own tokens."""
+    if tokenizer is None:
+        if vocab_size is not None or model_type is not None:
+            raise UsageError(
+                "--vocab-size and --model-type apply to sentencepiece only",
+                hint="add --tokenizer sentencepiece",
+            )
+        return None
+    if tokenizer != "sentencepiece":
+        raise UsageError(
+            f"--tokenizer {tokenizer!r} is not available",
+            hint="use --tokenizer sentencepiece, or leave it out for the corpus's own characters/bytes",
+        )
+    defaults = SubwordOptions()
+    return SubwordOptions(
+        vocab_size=defaults.vocab_size if vocab_size is None else vocab_size,
+        model_type=defaults.model_type if model_type is None else model_type,
+    )
