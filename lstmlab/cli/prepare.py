@@ -10,6 +10,7 @@ from rich.table import Table
 
 from lstmlab.cli.common import RichProgress, console, handle_errors
 from lstmlab.corpora import PrepareRequest, prepare_corpus, store
+from lstmlab.corpora.hf import parse_split_map
 from lstmlab.corpora.text import parse_fractions
 from lstmlab.errors import UsageError
 from lstmlab.subword import SubwordOptions
@@ -20,12 +21,18 @@ def prepare_cmd(
     corpus: Annotated[
         str,
         typer.Argument(
-            help="Which corpus: ptb, enwik8, text or builtin.", metavar="CORPUS", show_default=False
+            help="Which corpus: ptb, enwik8, text, builtin or hf.",
+            metavar="CORPUS",
+            show_default=False,
         ),
     ],
     inputs: Annotated[
         list[str] | None,
-        typer.Argument(help="Text files (for `text` only).", metavar="FILE", show_default=False),
+        typer.Argument(
+            help="Text files for `text`; the dataset NAME (Hub id or folder) for `hf`.",
+            metavar="FILE",
+            show_default=False,
+        ),
     ] = None,
     source: Annotated[
         Path | None,
@@ -51,7 +58,7 @@ def prepare_cmd(
     fractions: Annotated[
         str | None,
         typer.Option(
-            help="train,valid,test fractions for text and builtin.",
+            help="train,valid,test fractions for text and builtin (hf: for splits cut from train).",
             metavar="F,F,F",
             show_default="0.9,0.05,0.05",
         ),
@@ -62,6 +69,20 @@ def prepare_cmd(
             "--with-docstrings", help="builtin: add the standard library's module docstrings."
         ),
     ] = False,
+    config: Annotated[
+        str | None, typer.Option(help="hf: the dataset's configuration name.", metavar="C")
+    ] = None,
+    text_field: Annotated[
+        str | None,
+        typer.Option(help="hf: the column holding the text.", metavar="F", show_default="text"),
+    ] = None,
+    split_map: Annotated[
+        str | None,
+        typer.Option(
+            help="hf: dataset split for each of ours, e.g. train=train,valid=validation,test=test.",
+            metavar="MAP",
+        ),
+    ] = None,
     tokenizer: Annotated[
         str | None,
         typer.Option(
@@ -90,6 +111,9 @@ def prepare_cmd(
 
     - builtin: CPython's documentation text, no network needed (--with-docstrings for more).
 
+    - hf NAME: a `datasets` text dataset (Hub id, data folder or save_to_disk folder);
+      --config, --text-field, --split-map; missing valid/test are cut from train by --fractions.
+
     Any of them with --tokenizer sentencepiece --vocab-size N [--model-type unigram|bpe]:
     subword ids from a model trained on the train split; bpc stays per character.
     """
@@ -98,6 +122,12 @@ def prepare_cmd(
         options["fractions"] = parse_fractions(fractions)
     if with_docstrings:
         options["with_docstrings"] = True
+    if config is not None:
+        options["config"] = config
+    if text_field is not None:
+        options["text_field"] = text_field
+    if split_map is not None:
+        options["split_map"] = parse_split_map(split_map)
     subword = subword_options(tokenizer, vocab_size, model_type)
     request = PrepareRequest(
         data_dir=data_dir if data_dir is not None else store.default_data_dir(),

@@ -10,6 +10,7 @@ there (no decorators, no import-time registration).
     enwik8   first 10^8 bytes of English Wikipedia (Hutter Prize), bytes as tokens
     text     any local UTF-8 text file(s), split by fraction
     builtin  CPython's own documentation text; needs no network
+    hf       any text dataset of the Hugging Face `datasets` library (Hub id or local folder)
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
-from lstmlab.corpora import builtin, enwik8, ptb, text
+from lstmlab.corpora import builtin, enwik8, hf, ptb, text
 from lstmlab.corpora.store import Corpus
 from lstmlab.errors import UsageError
 from lstmlab.progress import NullProgress, Progress
@@ -105,6 +106,11 @@ CORPORA: Mapping[str, CorpusSpec] = MappingProxyType(
             builtin.prepare,
             "CPython's documentation text (pydoc topics), no network needed; --with-docstrings adds stdlib docstrings",
             "pydoc_data.topics of the running Python",
+        ),
+        "hf": CorpusSpec(
+            hf.prepare,
+            "any `datasets` text dataset: NAME [--config C] [--text-field F]",
+            "Hugging Face datasets",
         ),
     }
 )
