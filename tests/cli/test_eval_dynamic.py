@@ -19,14 +19,19 @@ def invoke(*args):
     return result, result.output
 
 
-@pytest.fixture
-def trained(tmp_path):
-    text = tmp_path / "book.txt"
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """One tiny trained run shared by this file's tests (its corpus in its own data dir)."""
+    root = tmp_path_factory.mktemp("dyn")
+    text = root / "book.txt"
     text.write_text(TINY_TEXT, encoding="utf-8")
-    assert invoke("prepare", "text", text, "--name", "tiny")[0].exit_code == 0
-    recipe = tmp_path / "tiny.yaml"
-    recipe.write_text(yaml.safe_dump(TINY_RECIPE))
-    run = tmp_path / "runs" / "r1"
+    data = root / "data"
+    assert invoke("prepare", "text", text, "--name", "tiny", "--data-dir", data)[0].exit_code == 0
+    recipe = root / "tiny.yaml"
+    recipe.write_text(
+        yaml.safe_dump({**TINY_RECIPE, "data": {"corpus": "tiny", "data_dir": str(data)}})
+    )
+    run = root / "runs" / "r1"
     result, out = invoke("train", recipe, "--run-dir", run, "--device", "cpu")
     assert result.exit_code == 0, out
     return run
