@@ -87,6 +87,10 @@ def test_missing_field_unknown_name_and_bad_map_are_one_line_errors(tmp_path):
     datasets.Dataset.from_dict({"body": DOCS}).save_to_disk(str(saved))
     with pytest.raises(CorpusError, match="no field 'text' \\(fields: body\\)"):
         prepare(tmp_path, saved)
+    with pytest.raises(CorpusError, match="field 'n' does not hold text"):
+        numbers = tmp_path / "numbers"
+        datasets.Dataset.from_dict({"n": list(range(9))}).save_to_disk(str(numbers))
+        prepare(tmp_path, numbers, text_field="n")
     with pytest.raises(CorpusError, match="does not exist"):
         prepare(tmp_path, tmp_path / "absent")
     with pytest.raises(CorpusError, match="cannot load dataset 'surely-no-such-dataset-xyz'"):
