@@ -44,19 +44,20 @@ from torch import Tensor
 from lstmlab.batching import Streams
 from lstmlab.cells import detach_state
 from lstmlab.config import DynamicEvalConfig
-from lstmlab.errors import CorpusError
+from lstmlab.errors import CheckpointError, CorpusError
 from lstmlab.evaluate import EvalResult
 from lstmlab.progress import NullProgress, Progress
 
 
 def _segment_nats(model, x: Tensor, y: Tensor, state, temperature: float):
-    """Summed nats of targets y (1, T) given inputs x (1, T), and the next state; keeps the graph."""
+    """Nats of each target y (B, T) given inputs x (B, T), and the next state; keeps the graph."""
     logits, state = model(x, state)  # (B, T, V)
     logits = logits.float()
     if temperature != 1.0:
         logits = logits / temperature
-    nats = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1), reduction="none")
-    return nats, state  # nats: (B·T,)
+    flat = logits.reshape(-1, logits.shape[-1])  # (B·T, V)
+    nats = F.cross_entropy(flat, y.reshape(-1), reduction="none")  # (B·T,)
+    return nats, state
 
 
 def gradient_rms(
@@ -104,7 +105,7 @@ def decay_rates(rms: dict[str, Tensor], decay: float) -> dict[str, Tensor]:
     """d = RMS / (mean over tensors of each tensor's mean RMS), capped at 1/λ so that λ·d ≤ 1."""
     global_mean = sum(float(r.mean()) for r in rms.values()) / len(rms)
     if global_mean <= 0.0:
-        raise CorpusError(
+        raise CheckpointError(
             "the training gradients are all zero, so dynamic evaluation has no scale",
             hint="check the checkpoint and the training split",
         )

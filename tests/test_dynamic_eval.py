@@ -90,11 +90,12 @@ def test_no_update_equals_static_evaluation_and_weights_are_restored():
     model = _model()
     tokens = np.random.default_rng(4).integers(0, V, size=123)
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
-    dyn = dynamic_evaluate(model, tokens, _rms(model), DynamicEvalConfig(lr=0.0, decay=0.0))
+    rms = _rms(model)
+    dyn = dynamic_evaluate(model, tokens, rms, DynamicEvalConfig(lr=0.0, decay=0.0))
     static = evaluate(model, tokens, batch_size=1, bptt=50)
     assert dyn.tokens == static.tokens == 122 and dyn.chars == static.chars
     assert dyn.nats == pytest.approx(static.nats, rel=1e-5)
-    adapted = dynamic_evaluate(model, tokens, _rms(model), DynamicEvalConfig(lr=1e-3))
+    adapted = dynamic_evaluate(model, tokens, rms, DynamicEvalConfig(lr=1e-3))
     assert adapted.nats != pytest.approx(static.nats, rel=1e-5)  # the updates did something
     for n, p in model.named_parameters():
         assert torch.equal(p, before[n])  # trained weights are back afterwards

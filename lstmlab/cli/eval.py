@@ -65,8 +65,17 @@ def eval_cmd(
         raise UsageError(f"--batch-size must be >= 1, got {batch_size}")
     dev = resolve_device(device)
     model, tokenizer, cfg, ckpt = load_for_inference(run, which=checkpoint, device=dev)
-    overrides = {"lr": dyn_lr, "decay": dyn_decay, "segment_len": segment_len}
-    overrides["ms_tokens"] = ms_tokens
+    overrides = {
+        "lr": dyn_lr,
+        "decay": dyn_decay,
+        "segment_len": segment_len,
+        "ms_tokens": ms_tokens,
+    }
+    if not dynamic and any(v is not None for v in overrides.values()):
+        raise UsageError(
+            "--dyn-lr, --dyn-decay, --segment-len and --ms-tokens apply to dynamic evaluation",
+            hint="add --dynamic",
+        )
     dyn_cfg = dynamic_settings(cfg.eval.dynamic, overrides)
     corpus = open_corpus(data_dir or cfg.data.data_dir or default_data_dir(), cfg.data.corpus)
     if corpus.tokenizer.to_meta() != tokenizer.to_meta():

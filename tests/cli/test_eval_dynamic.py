@@ -56,3 +56,5 @@ def test_eval_dynamic_bad_override_is_one_line(trained):
     result, out = invoke("eval", trained, "--dynamic", "--dyn-decay", "2", "--device", "cpu")
     assert result.exit_code == 2
     assert "--dyn-decay" in out and "Traceback" not in out and out.count("error:") == 1
+    result, out = invoke("eval", trained, "--segment-len", "3", "--device", "cpu")
+    assert result.exit_code == 2 and "--dynamic" in out and "Traceback" not in out
