@@ -169,12 +169,29 @@ class TrainConfig(Frozen):
         return self
 
 
+class DynamicEvalConfig(Frozen):
+    """Dynamic evaluation (Krause et al. 2018, arXiv:1709.07432); defaults: the authors' code.
+
+    lr: η; decay: λ (pull back toward the trained weights); eps: ε in ∇/(RMS + ε);
+    segment_len: tokens scored before each update (batch 1); ms_batch_size and
+    ms_tokens: streams and training-token cap (None = whole split) for the RMS statistics.
+    """
+
+    lr: float = Field(default=5e-5, ge=0.0)
+    decay: float = Field(default=2e-3, ge=0.0, le=1.0)
+    eps: float = Field(default=2e-5, gt=0.0)
+    segment_len: int = Field(default=5, gt=0)
+    ms_batch_size: int = Field(default=100, gt=0)
+    ms_tokens: int | None = Field(default=None, gt=0)
+
+
 class EvalConfig(Frozen):
     batch_size: int = Field(default=16, gt=0)  # parallel streams; the remainder is scored too
     bptt: int = Field(default=256, gt=0)
     temperature: float = Field(default=1.0, gt=0.0)  # softmax temperature at evaluation
     # Also search the temperature on valid and report test bpc with it (LAMB/Mogrifier practice).
     tune_temperature: bool = False
+    dynamic: DynamicEvalConfig = DynamicEvalConfig()  # used by `lstmlab eval --dynamic`
 
 
 class RunConfig(Frozen):
@@ -309,6 +326,7 @@ __all__ = [
     "ARCHITECTURE_KEYS",
     "DataConfig",
     "DropoutConfig",
+    "DynamicEvalConfig",
     "EvalConfig",
     "ModelConfig",
     "OptimizerConfig",

@@ -7,6 +7,7 @@ Tokenizer kinds share one small interface (`encode`, `decode`, `char_lengths`,
   `aliases` map user-typed characters onto symbols (PTB spells a space `_`), and
   `display` maps symbols back for printing.
 - `byte`: the 256 byte values are the ids (enwik8).
+- `sentencepiece`: subword pieces plus a newline id (`lstmlab.subword`).
 
 `char_lengths()[id]` is how many characters of the original text token `id`
 stands for; bits per character divide by the sum of it, so subword and
@@ -104,8 +105,16 @@ def _byte_from_meta(meta: Mapping, corpus_dir=None) -> ByteTokenizer:
     return ByteTokenizer()
 
 
+def _sentencepiece_from_meta(meta: Mapping, corpus_dir=None):
+    from lstmlab.subword import from_meta  # sentencepiece is loaded only when a corpus uses it
+
+    return from_meta(meta, corpus_dir)
+
+
 # kind -> factory(meta, corpus_dir). A new tokenizer is a new class + one line here.
-TOKENIZERS = MappingProxyType({"char": _char_from_meta, "byte": _byte_from_meta})
+TOKENIZERS = MappingProxyType(
+    {"char": _char_from_meta, "byte": _byte_from_meta, "sentencepiece": _sentencepiece_from_meta}
+)
 
 
 def tokenizer_from_meta(meta: Mapping, corpus_dir=None):

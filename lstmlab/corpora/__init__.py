@@ -10,21 +10,27 @@ there (no decorators, no import-time registration).
     enwik8   first 10^8 bytes of English Wikipedia (Hutter Prize), bytes as tokens
     text     any local UTF-8 text file(s), split by fraction
     builtin  CPython's own documentation text; needs no network
+    hf       any text dataset of the Hugging Face `datasets` library (Hub id or local folder)
 """
 
 from __future__ import annotations
 
 import re
+import shutil
+import tempfile
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from lstmlab.corpora import builtin, enwik8, ptb, text
+from lstmlab.corpora import builtin, enwik8, hf, ptb, text
 from lstmlab.corpora.store import Corpus
 from lstmlab.errors import UsageError
 from lstmlab.progress import NullProgress, Progress
+
+if TYPE_CHECKING:
+    from lstmlab.subword import SubwordOptions
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
@@ -40,11 +46,12 @@ class PrepareRequest:
     options: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     progress: Progress = field(default_factory=NullProgress)
     opener: Callable | None = None  # urlopen-like; None = urllib.request.urlopen
+    download_dir: Path | None = None  # None: <data_dir>/downloads
 
     @property
     def downloads_dir(self) -> Path:
-        """Where downloaded archives are cached: `<data_dir>/downloads/`."""
-        return Path(self.data_dir) / "downloads"
+        """Where downloaded archives are cached: `<data_dir>/downloads/` unless set."""
+        return Path(self.download_dir or Path(self.data_dir) / "downloads")
 
     def folder_name(self, default: str) -> str:
         """The corpus folder name: `name` when given (checked to be a plain folder name), else `default`."""
@@ -100,16 +107,38 @@ CORPORA: Mapping[str, CorpusSpec] = MappingProxyType(
             "CPython's documentation text (pydoc topics), no network needed; --with-docstrings adds stdlib docstrings",
             "pydoc_data.topics of the running Python",
         ),
+        "hf": CorpusSpec(
+            hf.prepare,
+            "any `datasets` text dataset: NAME [--config C] [--text-field F]",
+            "Hugging Face datasets",
+        ),
     }
 )
 
 
-def prepare_corpus(kind: str, request: PrepareRequest) -> Corpus:
-    """Prepare the corpus `kind` as `request` asks and return it opened."""
+def prepare_corpus(
+    kind: str, request: PrepareRequest, subword: SubwordOptions | None = None
+) -> Corpus:
+    """Prepare the corpus `kind` as `request` asks and return it opened.
+
+    With `subword`, the corpus is first prepared in a temporary folder and then
+    re-encoded with sentencepiece trained on its train split (`reencode.py`).
+    """
     spec = CORPORA.get(kind)
     if spec is None:
         raise UsageError(f"unknown corpus {kind!r}", hint=f"choose one of: {', '.join(CORPORA)}")
-    return spec.prepare(request)
+    if subword is None:
+        return spec.prepare(request)
+    from lstmlab.corpora.reencode import subword_corpus
+
+    data_dir = Path(request.data_dir)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".subword-", dir=data_dir))
+    try:
+        base = spec.prepare(replace(request, data_dir=staging, download_dir=request.downloads_dir))
+        return subword_corpus(base, data_dir, subword, request.progress)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 __all__ = ["CORPORA", "CorpusSpec", "PrepareRequest", "prepare_corpus"]

@@ -119,12 +119,24 @@ def write_char_corpus(
 ) -> store.Corpus:
     """Split `text` by fractions, tokenise it over its own characters and write the corpus."""
     fractions = check_fractions(fractions)
-    cps = codepoints(text)
-    train_end, valid_end = split_bounds(cps.size, fractions, what)
-    symbols, codes = char_vocabulary(cps)
-    ids = np.searchsorted(codes, cps)  # every character is in the vocabulary by construction
-    splits = {"train": ids[:train_end], "valid": ids[train_end:valid_end], "test": ids[valid_end:]}
+    train_end, valid_end = split_bounds(len(text), fractions, what)
+    texts = {
+        "train": text[:train_end],
+        "valid": text[train_end:valid_end],
+        "test": text[valid_end:],
+    }
     extra = {**extra, "fractions": list(fractions)}
+    return write_char_splits(request, name, texts, sources=sources, extra=extra)
+
+
+def write_char_splits(
+    request: PrepareRequest, name: str, texts: dict[str, str], *, sources, extra
+) -> store.Corpus:
+    """Tokenise the three split texts over every character they use and write the corpus."""
+    cps = {split: codepoints(texts[split]) for split in store.SPLITS}
+    symbols, codes = char_vocabulary(np.concatenate(list(cps.values())))
+    # every character is in the vocabulary by construction
+    splits = {split: np.searchsorted(codes, cps[split]) for split in store.SPLITS}
     return store.write_corpus(
         request.data_dir, name, CharTokenizer(symbols), splits, sources=sources, extra=extra
     )

@@ -9,7 +9,7 @@ from lstmlab.errors import UsageError
 
 
 def test_registry_names_every_corpus_module():
-    assert list(CORPORA) == ["ptb", "enwik8", "text", "builtin"]
+    assert list(CORPORA) == ["ptb", "enwik8", "text", "builtin", "hf"]
     for kind, spec in CORPORA.items():
         assert spec.prepare.__module__ == f"lstmlab.corpora.{kind}"
         assert spec.summary and spec.source
@@ -20,7 +20,7 @@ def test_registry_names_every_corpus_module():
 def test_unknown_kind_lists_the_known_ones(tmp_path):
     with pytest.raises(UsageError, match="unknown corpus 'wiki'") as info:
         prepare_corpus("wiki", PrepareRequest(data_dir=tmp_path))
-    assert info.value.hint == "choose one of: ptb, enwik8, text, builtin"
+    assert info.value.hint == "choose one of: ptb, enwik8, text, builtin, hf"
 
 
 def test_prepare_corpus_dispatches(tmp_path):
