@@ -60,7 +60,9 @@ class MLSTMConfig(_CellBase):
     num_heads: int = Field(default=4, ge=1)  # must divide the inner width round_up(2d, 64)
     proj_factor: float = Field(default=2.0, gt=0.0)  # inner width = round_up(proj_factor * d, 64)
     conv_kernel: int = Field(default=4, ge=1)
-    chunk_size: int = Field(default=64, ge=1)  # chunkwise form's chunk length for windows
+    # Chunk length of the chunkwise form for windows. None: max(64, head_dim // 2), measured on
+    # CPU: per-chunk state updates cost ∝ head_dim², intra-chunk scores ∝ chunk length.
+    chunk_size: int | None = Field(default=None, ge=1)
     dropout: float = Field(default=0.0, ge=0.0, lt=1.0)  # on the block's output
 
 

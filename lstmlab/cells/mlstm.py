@@ -69,8 +69,20 @@ class BlockDiagonal(nn.Module):
         self.weight = nn.Parameter(torch.empty(dim // block, block, block))
 
     def forward(self, x: Tensor) -> Tensor:
-        blocks = x.unflatten(-1, (-1, self.block))  # (…, D / block, block)
-        return torch.einsum("...gi,goi->...go", blocks, self.weight).flatten(-2)  # (…, D)
+        return block_diagonal(x, self.weight)
+
+
+def block_diagonal(x: Tensor, weight: Tensor) -> Tensor:
+    """x (…, G·i) through G independent (o × i) blocks `weight` (G, o, i) -> (…, G·o).
+
+    One batched matrix product over the G blocks; several maps of the same input
+    run in one pass by concatenating their blocks along o.
+    """
+    G, o, i = weight.shape
+    lead = x.shape[:-1]
+    xb = x.reshape(-1, G, i).transpose(0, 1)  # (N, G·i) -> (G, N, i)
+    y = torch.bmm(xb, weight.transpose(1, 2))  # (G, N, o)
+    return y.transpose(0, 1).reshape(*lead, G * o)  # (…, G·o)
 
 
 class MLSTMCell(ResidualBlock):
@@ -90,6 +102,7 @@ class MLSTMCell(ResidualBlock):
             raise ConfigError(f"mlstm: inner width {D} is not a multiple of {QKV_BLOCK}")
         self.num_heads = config.num_heads
         self.head_dim = check_heads("mlstm", D, config.num_heads, "inner width round_up(2d, 64)")
+        self.chunk_size = config.chunk_size or max(64, self.head_dim // 2)
         self.norm = LayerNorm(d)
         self.up = nn.Linear(d, 2 * D, bias=False)
         self.conv = CausalConv(D, config.conv_kernel)
@@ -139,10 +152,12 @@ class MLSTMCell(ResidualBlock):
         u, z = self.up(self.norm(x)).chunk(2, dim=-1)  # (B, T, D) each
         u_conv, conv_buffer = self.conv(u, state.conv)
         u_conv = F.silu(u_conv)
-        q, k, v = self.q(u_conv), self.k(u_conv), self.v(u)  # (B, T, D)
-        qkv = torch.cat([q, k, v], dim=-1)  # (B, T, 3D)
-        i_pre = self.igate(qkv).transpose(1, 2)  # (B, T, NH) -> (B, NH, T)
-        f_pre = self.fgate(qkv).transpose(1, 2)  # (B, NH, T)
+        # q and k read u_conv in one pass: their 4×4 blocks side by side, (G, 8, 4)
+        qk = block_diagonal(u_conv, torch.cat([self.q.weight, self.k.weight], dim=1))
+        q, k = qk.unflatten(-1, (-1, 2, QKV_BLOCK)).unbind(-2)  # (B, T, G, 4) each
+        q, k = q.flatten(-2), k.flatten(-2)  # (B, T, D)
+        v = self.v(u)  # (B, T, D)
+        i_pre, f_pre = self._gates(q, k, v)  # (B, NH, T) each
 
         def heads(t: Tensor) -> Tensor:
             return t.unflatten(-1, (self.num_heads, self.head_dim)).transpose(
@@ -160,12 +175,22 @@ class MLSTMCell(ResidualBlock):
                 i_pre,
                 f_pre,
                 memory,
-                chunk_size=self.config.chunk_size,
+                chunk_size=self.chunk_size,
             )
         h = self.head_norm(h.transpose(1, 2).flatten(2))  # (B, NH, T, DH) -> (B, T, D)
         h = (h + self.skip * u_conv) * F.silu(z)
         y = x + self.dropout(self.down(h))  # (B, T, d)
         return y, MLSTMState(*memory, conv_buffer)
 
+    def _gates(self, q: Tensor, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+        """Input and forget pre-activations from concat(q, k, v), without building the concat."""
+        D = self.inner_dim
+        w = torch.cat([self.igate.weight, self.fgate.weight])  # (2 NH, 3D)
+        b = torch.cat([self.igate.bias, self.fgate.bias])  # (2 NH)
+        g = torch.addmm(b, q.flatten(0, 1), w[:, :D].t())  # (B·T, 2 NH)
+        g = g.addmm(k.flatten(0, 1), w[:, D : 2 * D].t()).addmm(v.flatten(0, 1), w[:, 2 * D :].t())
+        g = g.unflatten(0, q.shape[:2]).transpose(1, 2)  # (B, 2 NH, T)
+        return g[:, : self.num_heads], g[:, self.num_heads :]
+
     def extra_repr(self) -> str:
-        return f"d={self.hidden_dim}, inner={self.inner_dim}, heads={self.num_heads}, chunk={self.config.chunk_size}"
+        return f"d={self.hidden_dim}, inner={self.inner_dim}, heads={self.num_heads}, chunk={self.chunk_size}"
