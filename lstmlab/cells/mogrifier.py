@@ -34,6 +34,7 @@ from torch import Tensor, nn
 from lstmlab.cells.base import state_dropout_mask
 from lstmlab.cells.configs import MogrifierConfig
 from lstmlab.cells.lstm import LSTMCell, LSTMState
+from lstmlab.cells.mogrifier_window import mogrifier_window
 
 RoundWeight = Tensor | tuple[Tensor, Tensor]  # Q_j or R_j as (out, in), or its factors
 
@@ -87,6 +88,9 @@ class MogrifierCell(LSTMCell):
         self, config: MogrifierConfig, input_dim: int, *, weight_dropout: float = 0.0
     ) -> None:
         super().__init__(config, input_dim, weight_dropout=weight_dropout)
+        # Windows run as one autograd Function (mogrifier_window.py); False takes the step
+        # loop, the reference it is tested against. A backend choice, not a hyperparameter.
+        self.window_function = True
         shapes = round_shapes(config.rounds, input_dim, config.hidden_dim)
         k = config.rank
         if k is None:
@@ -152,11 +156,36 @@ class MogrifierCell(LSTMCell):
         weights, biases = self.round_factors(), list(self.mog_bias)
         weight_hh = self.recurrent_weight()  # one DropConnect mask for the whole window
         mask = state_dropout_mask(state.h, self.config.state_dropout, self.training)
+        if self._use_window_function(x, state):
+            y, h, c = mogrifier_window(
+                x,
+                state.h,
+                state.c,
+                mask,
+                capped=self.config.capped_input_gate,
+                weight_ih=self.weight_ih,
+                weight_hh=weight_hh,
+                bias_ih=self.bias_ih,
+                bias_hh=self.bias_hh,
+                round_weights=[w if isinstance(w, tuple) else (w,) for w in weights],
+                round_biases=biases,
+            )
+            return y, LSTMState(h, c)
         outs = []
         for x_t in x.unbind(dim=1):  # x: (B, T, E)
             h, state = self._mogrifier_step(x_t, state, weights, biases, weight_hh, mask)
             outs.append(h)
         return torch.stack(outs, dim=1), state  # (B, T, H)
+
+    def _use_window_function(self, x: Tensor, state: LSTMState) -> bool:
+        """The Function pays for its buffers only when a backward will use them; without
+        gradients (inference, sampling) the step loop is faster. Its buffers hold one dtype,
+        so autocast's mixed dtypes take the loop too."""
+        if not (self.window_function and torch.is_grad_enabled()):
+            return False
+        if torch.is_autocast_enabled(x.device.type):
+            return False
+        return any(t.requires_grad for t in (x, *state, *self.parameters()))
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, rounds={self.config.rounds}, rank={self.config.rank}"
