@@ -107,44 +107,59 @@ def test_parameter_count_matches_formula(rounds, rank):
 
 
 @pytest.mark.parametrize("rank", [None, 2])
-def test_gradcheck_float64(rank):
-    cell = _cell(input_dim=3, hidden=4, rounds=3, rank=rank, capped_input_gate=True)
+@pytest.mark.parametrize("capped", [False, True])
+def test_gradcheck_float64(rank, capped):
+    """Through the window Function's hand-written backward (it runs whenever gradients do)."""
+    cell = _cell(input_dim=3, hidden=4, rounds=3, rank=rank, capped_input_gate=capped)
     assert gradcheck_cell(cell, LSTMState)
 
 
-def test_two_windows_equal_one_and_single_steps_match():
-    cell = _cell(rounds=5, rank=3)
-    x = torch.randn(2, 12, 5, dtype=torch.float64)
-    s0 = cell.initial_state(2)
-    with torch.no_grad():
-        y_full, s_full = cell(x, s0)
-        y1, s1 = cell(x[:, :5], s0)
-        y2, s2 = cell(x[:, 5:], s1)
-        torch.testing.assert_close(torch.cat([y1, y2], 1), y_full)
-        torch.testing.assert_close(s2.c, s_full.c)
-        s = s0
-        for t in range(12):  # T = 1 windows, as when sampling
-            y_t, s = cell(x[:, t : t + 1], s)
-            torch.testing.assert_close(y_t[:, 0], y_full[:, t])
+def _window_outputs_and_gradients(cell, x, s0, *, window_function, seed=1):
+    """y, h_T, c_T and the gradients of a loss that weighs every output differently."""
+    cell.window_function = window_function
+    torch.manual_seed(seed)  # the same dropout masks for both paths
+    y, s = cell(x, s0)
+    ramp = torch.linspace(-1.0, 1.0, y.numel(), dtype=y.dtype).view_as(y)
+    loss = (y * ramp).sum() + (0.3 * s.h).sum() + (s.c**2).sum()
+    grads = torch.autograd.grad(loss, [x, *s0, *cell.parameters()])
+    return (y, s.h, s.c, *grads), y.grad_fn.name()
 
 
-def test_low_rank_init_gives_products_of_variance_one_over_fan_in():
+@pytest.mark.parametrize(
+    "rounds,rank,capped",
+    [(5, 3, False), (4, None, True), (1, 2, True), (6, None, False), (0, None, True)],
+)
+def test_window_function_matches_the_step_loop(rounds, rank, capped):
+    """Parity of the fast path: outputs and every gradient equal autograd through `step` (float64),
+    with state dropout and DropConnect on (rounds = 0 takes the Function only in this case)."""
     torch.manual_seed(0)
-    cell = build_layer(MogrifierConfig(hidden_dim=400, rounds=2, rank=16), 300)
-    q, r = cell.round_weights()
-    assert q.shape == (300, 400) and r.shape == (400, 300)
-    assert abs(q.var().item() * 400 - 1) < 0.25  # Q_1 reads h: fan_in = H
-    assert abs(r.var().item() * 300 - 1) < 0.25  # R_2 reads x: fan_in = E
-    assert all(torch.all(b == 0) for b in cell.mog_bias)
+    config = MogrifierConfig(
+        hidden_dim=6, rounds=rounds, rank=rank, capped_input_gate=capped, state_dropout=0.3
+    )
+    cell = build_layer(config, 5, weight_dropout=0.2).double().train()
+    with torch.no_grad():
+        for b in cell.mog_bias:
+            b.normal_(0.0, 0.3)
+    x = torch.randn(3, 7, 5, dtype=torch.float64, requires_grad=True)
+    s0 = LSTMState(*(torch.randn(3, 6, dtype=torch.float64, requires_grad=True) for _ in range(2)))
+    fast, fast_node = _window_outputs_and_gradients(cell, x, s0, window_function=True)
+    ref, ref_node = _window_outputs_and_gradients(cell, x, s0, window_function=False)
+    assert "MogrifierWindow" in fast_node and "MogrifierWindow" not in ref_node
+    for a, b in zip(fast, ref, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
 
 
-def test_state_dropout_acts_in_training_only():
-    cell = _cell(rounds=2, state_dropout=0.5)
-    x = torch.randn(2, 6, 5, dtype=torch.float64)
-    s0 = LSTMState(torch.randn(2, 6, dtype=torch.float64), torch.randn(2, 6, dtype=torch.float64))
-    y_eval, _ = cell(x, s0)
-    torch.testing.assert_close(cell(x, s0)[0], y_eval)
-    cell.train()
-    torch.manual_seed(3)
-    y_train, _ = cell(x, s0)
-    assert not torch.allclose(y_train, y_eval)
+def test_window_function_is_skipped_without_gradients(monkeypatch):
+    """Inference and sampling keep the step loop: no buffers to fill for a backward."""
+    cell = _cell(rounds=3, rank=2)
+    x = torch.randn(2, 4, 5, dtype=torch.float64)
+    expected, _ = cell(x, cell.initial_state(2))
+    assert "MogrifierWindow" in expected.grad_fn.name()
+
+    def fail(*args, **kwargs):
+        raise AssertionError("the window Function ran without gradients")
+
+    monkeypatch.setattr("lstmlab.cells.mogrifier.mogrifier_window", fail)
+    with torch.no_grad():
+        y, _ = cell(x, cell.initial_state(2))
+    torch.testing.assert_close(y, expected.detach())

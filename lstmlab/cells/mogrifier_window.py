@@ -1,0 +1,231 @@
+"""A whole Mogrifier LSTM window as one autograd Function with a hand-written backward.
+
+Same maths as looping `MogrifierCell.step` (arXiv:1909.01792; see mogrifier.py):
+r rounds of mutual gating of x_t and h_{t-1}, then the LSTM update
+
+    [i, f, g, o] = x W_ihᵀ + h W_hhᵀ + b_ih + b_hh,   c' = σ(f) c + σ(i) tanh(g),   h' = σ(o) tanh(c')
+
+(capped input gate: min(σ(i), 1 − σ(f)) instead of σ(i)). Why a Function:
+under autograd every step adds its own outer products to the weight gradients,
+(4H, B) @ (B, E) with B = 32 rows, which runs far below the matrix unit's
+speed and re-reads each gradient buffer T times. Here the backward loop only
+carries the gradient through time and keeps every step's gate gradients; the
+weight gradients are then one (·, T·B) @ (T·B, ·) product each, as in fused
+LSTM kernels. The forward keeps what the backward needs (every round's sigmoid,
+every intermediate x and h, the LSTM's activations and cells) in per-window
+buffers instead of an autograd graph.
+
+The step loop in `MogrifierCell` stays the reference; the parity tests compare
+outputs and gradients in float64 and gradcheck this Function.
+
+Shapes: B batch, T window, E input size, H hidden size, k rank, G = 4H gates.
+Buffers are time-major (T, B, ·) so a step's slice is contiguous.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+from torch.autograd.function import once_differentiable
+
+
+def _unpack_rounds(rounds: int, low_rank: bool, params: tuple[Tensor, ...]):
+    """Per round (weights, bias): weights is (W,) full or (left, right) factored."""
+    per = 3 if low_rank else 2
+    assert len(params) == per * rounds
+    return [(params[per * j : per * j + per - 1], params[per * j + per - 1]) for j in range(rounds)]
+
+
+def _round_pre(inp: Tensor, weights: tuple[Tensor, ...], bias: Tensor, u_out: Tensor | None):
+    """inp Wᵀ + b; a factored W's (B, k) middle product is written to `u_out` for the backward."""
+    if len(weights) == 1:
+        return torch.addmm(bias, inp, weights[0].t())  # (B, out)
+    left, right = weights
+    u = torch.mm(inp, right.t(), out=u_out)  # (B, k)
+    return torch.addmm(bias, u, left.t())  # (B, out)
+
+
+class MogrifierWindow(torch.autograd.Function):
+    """(x (B, T, E), h0, c0 (B, H), mask (B, H) or None, LSTM weights, round params)
+    -> (y (B, T, H), h_T, c_T). Round params, flat: per round (W, b) or (left, right, b)."""
+
+    @staticmethod
+    def forward(
+        ctx,
+        x: Tensor,
+        h0: Tensor,
+        c0: Tensor,
+        mask: Tensor | None,
+        capped: bool,
+        low_rank: bool,
+        weight_ih: Tensor,
+        weight_hh: Tensor,
+        bias_ih: Tensor,
+        bias_hh: Tensor,
+        *round_params: Tensor,
+    ):
+        batch, steps, input_dim = x.shape
+        hidden = h0.shape[1]
+        r = len(round_params) // (3 if low_rank else 2)
+        rounds = _unpack_rounds(r, low_rank, round_params)
+        n_x, n_h = (r + 1) // 2, r // 2
+        bias = bias_ih + bias_hh  # (G,)
+        new = x.new_empty
+        # xs[0] is x itself; xs[a] (a >= 1) is x after its a-th rescaling; likewise hs, with
+        # hs[0] the (masked) h_{t-1}. The last of each feeds the LSTM update.
+        xs = [x.transpose(0, 1)] + [new(steps, batch, input_dim) for _ in range(n_x)]  # (T, B, E)
+        hs = [new(steps, batch, hidden) for _ in range(n_h + 1)]  # (T, B, H)
+        sig = [new(steps, batch, input_dim if j % 2 == 0 else hidden) for j in range(r)]
+        us = [
+            new(steps, batch, w[-1].shape[0]) if low_rank else None for w, _ in rounds
+        ]  # (T, B, k)
+        acts = new(steps, batch, 4 * hidden)  # σ(i), σ(f), tanh(g), σ(o)
+        cells = new(steps + 1, batch, hidden)  # c_0 .. c_T
+        y = new(batch, steps, hidden)
+        cells[0] = c0
+        h_prev = h0
+        for t in range(steps):
+            if mask is None:
+                hs[0][t] = h_prev
+            else:
+                torch.mul(h_prev, mask, out=hs[0][t])
+            for j, (weights, b) in enumerate(rounds):
+                a = j // 2  # this round turns version a of x (j even) or h (j odd) into a + 1
+                inp, vs = (hs[a], xs) if j % 2 == 0 else (xs[a + 1], hs)
+                u_out = us[j][t] if low_rank else None
+                s = torch.sigmoid(_round_pre(inp[t], weights, b, u_out), out=sig[j][t])
+                torch.mul(vs[a][t], s, out=vs[a + 1][t]).mul_(2.0)
+            x_fin, h_fin = xs[n_x][t], hs[n_h][t]
+            gates = torch.addmm(bias, x_fin, weight_ih.t()).addmm_(h_fin, weight_hh.t())  # (B, G)
+            act = acts[t]
+            torch.sigmoid(gates, out=act)
+            torch.tanh(gates[:, 2 * hidden : 3 * hidden], out=act[:, 2 * hidden : 3 * hidden])
+            i, f, g, o = act.chunk(4, dim=1)
+            if capped:
+                i = torch.minimum(i, 1.0 - f)
+            c = torch.mul(f, cells[t], out=cells[t + 1]).addcmul_(i, g)
+            h_prev = torch.mul(o, torch.tanh(c), out=y[:, t])
+        ctx.capped, ctx.low_rank, ctx.rounds = capped, low_rank, r
+        ctx.save_for_backward(x, mask, weight_ih, weight_hh, *round_params, acts, cells)
+        ctx.buffers = (xs, hs, sig, us)  # the window's own buffers: nobody else can modify them
+        return y, y[:, -1].clone(), cells[steps].clone()
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, dy: Tensor, dh_last: Tensor, dc_last: Tensor):
+        x, mask, weight_ih, weight_hh, *rest = ctx.saved_tensors
+        round_params, acts, cells = tuple(rest[:-2]), rest[-2], rest[-1]
+        xs, hs, sig, us = ctx.buffers
+        xs = [x.transpose(0, 1), *xs[1:]]  # (T, B, E): x itself, version-checked by autograd
+        r, low_rank = ctx.rounds, ctx.low_rank
+        rounds = _unpack_rounds(r, low_rank, round_params)
+        n_x, n_h = (r + 1) // 2, r // 2
+        steps, batch, gates_dim = acts.shape
+        hidden = gates_dim // 4
+        new = acts.new_empty
+
+        # Everything that does not depend on the incoming gradient is formed for all T steps at
+        # once, so the time loop below is left with the few products that carry it.
+        i, f, g, o = acts.chunk(4, dim=2)  # (T, B, H) each
+        tanh_c = torch.tanh(cells[1:])  # (T, B, H)
+        # c_t = f c_{t-1} + i_eff g with i_eff = i, or min(i, 1 - f) when capped; torch.minimum
+        # sends the gradient to the smaller argument, split evenly on a tie.
+        if ctx.capped:
+            one_minus_f = 1.0 - f
+            to_i = (i < one_minus_f).to(i.dtype) + 0.5 * (i == one_minus_f).to(i.dtype)
+            i_eff = torch.minimum(i, one_minus_f)
+            f_term = cells[:-1] - g * (1.0 - to_i)
+        else:
+            to_i, i_eff, f_term = 1.0, i, cells[:-1]
+        # d pre-activation of i, f, g = dc_t * coef; of o = dh_t * coef   (T, B, 4H)
+        coef = torch.cat(
+            [g * to_i * i * (1.0 - i), f_term * f * (1.0 - f), i_eff * (1.0 - g * g)], dim=2
+        ).view(steps, batch, 3, hidden)  # (T, B, 3, H)
+        coef_o = tanh_c * o * (1.0 - o)  # (T, B, H)
+        dc_from_h = o * (1.0 - tanh_c * tanh_c)  # dc_t += dh_t * this
+        # Round j: v_{a+1} = 2 σ(p) v_a, so dp = dv_{a+1} v_a 2σ(1 - σ) and dv_a = dv_{a+1} 2σ.
+        dpre, keep = [], []
+        for j, s in enumerate(sig):
+            old = xs[j // 2] if j % 2 == 0 else hs[j // 2]
+            # (T, B, out), laid out like s even where old is x's transposed view
+            dpre.append((1.0 - s).mul_(s).mul_(2.0).mul_(old))  # times the gradient below
+            keep.append(2.0 * s)
+        dus = [new(u.shape) if low_rank else None for u in us]  # (T, B, k)
+
+        dgates = new(steps, batch, gates_dim)  # every step's gate pre-activation gradient
+        dx = new(batch, steps, weight_ih.shape[1])  # (B, T, E)
+        dh = dh_last.clone()
+        dc = dc_last.clone()
+        for t in range(steps - 1, -1, -1):
+            dh += dy[:, t]
+            dc.addcmul_(dh, dc_from_h[t])
+            dg_t = dgates[t]
+            torch.mul(dc.unsqueeze(1), coef[t], out=dg_t[:, : 3 * hidden].view(batch, 3, hidden))
+            torch.mul(dh, coef_o[t], out=dg_t[:, 3 * hidden :])
+            dc.mul_(f[t])  # -> gradient of c_{t-1}
+            dxv = dg_t @ weight_ih  # (B, E): gradient of the final x
+            dhv = dg_t @ weight_hh  # (B, H): gradient of the final h
+            for j in range(r - 1, -1, -1):
+                dout = dxv if j % 2 == 0 else dhv  # the version this round wrote
+                dp = dpre[j][t].mul_(dout)  # (B, out)
+                dout.mul_(keep[j][t])  # -> gradient of the version it read
+                if low_rank:
+                    left, right = rounds[j][0]
+                    dinp = torch.mm(dp, left, out=dus[j][t]) @ right  # (B, k) -> (B, in)
+                else:
+                    dinp = dp @ rounds[j][0][0]
+                (dhv if j % 2 == 0 else dxv).add_(dinp)
+            dx[:, t] = dxv
+            dh = dhv if mask is None else dhv * mask
+
+        # Weight gradients: one product over all T·B rows each.
+        rows = steps * batch
+        flat = dgates.view(rows, gates_dim)  # (T·B, G)
+        d_weight_ih = flat.t() @ xs[n_x].reshape(rows, -1)  # (G, E)
+        d_weight_hh = flat.t() @ hs[n_h].reshape(rows, hidden)  # (G, H)
+        d_bias = flat.sum(0)
+        d_rounds: list[Tensor] = []
+        for j in range(r):
+            inp = (hs[j // 2] if j % 2 == 0 else xs[j // 2 + 1]).reshape(rows, -1)  # (T·B, in)
+            dp = dpre[j].view(rows, -1)  # (T·B, out)
+            if low_rank:
+                d_rounds.append(dp.t() @ us[j].view(rows, -1))  # left (out, k)
+                d_rounds.append(dus[j].view(rows, -1).t() @ inp)  # right (k, in)
+            else:
+                d_rounds.append(dp.t() @ inp)  # (out, in)
+            d_rounds.append(dp.sum(0))
+        return (
+            dx,
+            dh,
+            dc,
+            None,
+            None,
+            None,
+            d_weight_ih,
+            d_weight_hh,
+            d_bias,
+            d_bias.clone(),
+            *d_rounds,
+        )
+
+
+def mogrifier_window(
+    x: Tensor,
+    h0: Tensor,
+    c0: Tensor,
+    mask: Tensor | None,
+    *,
+    capped: bool,
+    weight_ih: Tensor,
+    weight_hh: Tensor,
+    bias_ih: Tensor,
+    bias_hh: Tensor,
+    round_weights: list[tuple[Tensor, ...]],
+    round_biases: list[Tensor],
+) -> tuple[Tensor, Tensor, Tensor]:
+    """(y (B, T, H), h_T, c_T) of a whole window; round_weights[j] is (W,) or (left, right)."""
+    low_rank = bool(round_weights) and len(round_weights[0]) == 2
+    flat = [p for w, b in zip(round_weights, round_biases) for p in (*w, b)]
+    return MogrifierWindow.apply(
+        x, h0, c0, mask, capped, low_rank, weight_ih, weight_hh, bias_ih, bias_hh, *flat
+    )
