@@ -133,11 +133,11 @@ def mlstm_recurrent(
     out_dtype = q.dtype
     q, k, v, i_pre, log_f, (C, n, m) = _prepare(q, k, v, i_pre, f_pre, state)
     outs = []
-    for t in range(q.shape[2]):
-        m_new = torch.maximum(log_f[..., t] + m, i_pre[..., t])  # (B, NH)
-        f_s = torch.exp(log_f[..., t] + m - m_new)
-        i_s = torch.exp(i_pre[..., t] - m_new)
-        k_t, v_t, q_t = k[:, :, t], v[:, :, t], q[:, :, t]  # (B, NH, DH)
+    steps = zip(*(x.unbind(2) for x in (q, k, v, i_pre, log_f)))  # one backward for all steps
+    for q_t, k_t, v_t, i_t, f_t in steps:
+        m_new = torch.maximum(f_t + m, i_t)  # (B, NH)
+        f_s = torch.exp(f_t + m - m_new)
+        i_s = torch.exp(i_t - m_new)
         C = f_s[..., None, None] * C + i_s[..., None, None] * (
             k_t.unsqueeze(-1) * v_t.unsqueeze(-2)
         )

@@ -120,7 +120,7 @@ class SLSTMCell(ResidualBlock):
     def forward(self, x: Tensor, state: SLSTMState) -> tuple[Tensor, SLSTMState]:
         """x (B, T, E) -> (B, T, d)."""
         x = self.lift(x)  # (B, T, d)
-        B, T, d = x.shape
+        B, _, d = x.shape
         NH, hd = self.num_heads, self.head_dim
         y = self.norm(x)
         y_conv, conv_buffer = self.conv(y, state.conv)
@@ -141,12 +141,13 @@ class SLSTMCell(ResidualBlock):
         )
         h, c, n, m, _ = state
         outs = []
-        for t in range(T):
+        # unbind, not wx[:, t]: each indexing op's backward would write a window-sized zero tensor
+        for wx_t in wx.unbind(1):  # (B, 4, NH, hd) per step
             rh = torch.bmm(
                 h.view(B, NH, hd).transpose(0, 1), recurrent
             )  # (NH, B, hd) @ (NH, hd, 4hd)
             rh = rh.view(NH, B, GATES, hd).permute(1, 2, 0, 3)  # (NH, B, 4hd) -> (B, 4, NH, hd)
-            pre = (wx[:, t] + rh).flatten(2)  # (B, 4, NH, hd) -> (B, 4, d)
+            pre = (wx_t + rh).flatten(2)  # (B, 4, NH, hd) -> (B, 4, d)
             h, c, n, m = slstm_pointwise(
                 *pre.unbind(1), c, n, m, forget_gate=self.config.forget_gate
             )
