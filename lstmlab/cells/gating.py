@@ -243,9 +243,11 @@ def mlstm_chunkwise(
         qc, kc, vc, ic, fc = map(chunks, (q, k, v, i_pre, log_f))
         g, dC, dn, m_local = _window_summary(kc, vc, ic, fc)  # each with an NC axis at dim 2
         starts = []
-        for c in range(NC):  # only (DH × DH) state updates run sequentially
+        # only (DH × DH) state updates run sequentially; unbind, not [:, :, c], so that the
+        # backward does not write an all-chunks-sized zero tensor per chunk (O(NC²) traffic)
+        for summary in zip(*(x.unbind(2) for x in (g, dC, dn, m_local))):
             starts.append(state)
-            state = _advance(state, g[:, :, c], dC[:, :, c], dn[:, :, c], m_local[:, :, c])
+            state = _advance(state, *summary)
         C0, n0, m0 = (torch.stack(s, dim=2) for s in zip(*starts))  # (B, NH, NC, …)
         h = _window_outputs(qc, kc, vc, ic, fc, C0, n0, m0)  # (B, NH, NC, L, DH)
         outs.append(h.flatten(2, 3))  # (B, NH, NC·L, DH)
