@@ -111,10 +111,8 @@ def test_cosine_needs_a_step_budget(tiny_corpus, tmp_path):
         fit(_cfg("train.max_steps=null", "train.max_minutes=1", "train.schedule.name=cosine"), run)
 
 
-def test_nonfinite_loss_stops_with_the_step_and_keeps_last(tiny_corpus, tmp_path, monkeypatch):
-    run = runs.prepare_run_dir(tmp_path / "run")
-    fit(_cfg("train.max_steps=4"), run)
-    before = _params(run)
+def _poison_loss(monkeypatch, *, at_call: int, value: float) -> None:
+    """Make the training loss non-finite (times `value`) at the `at_call`-th loss computation."""
     import lstmlab.train as train_mod
 
     real = train_mod.F.cross_entropy
@@ -123,9 +121,16 @@ def test_nonfinite_loss_stops_with_the_step_and_keeps_last(tiny_corpus, tmp_path
     def poisoned(*args, **kwargs):
         calls["n"] += 1
         out = real(*args, **kwargs)
-        return out * float("nan") if calls["n"] == 3 else out
+        return out * value if calls["n"] == at_call else out
 
     monkeypatch.setattr(train_mod.F, "cross_entropy", poisoned)
+
+
+def test_nonfinite_loss_stops_with_the_step_and_keeps_last(tiny_corpus, tmp_path, monkeypatch):
+    run = runs.prepare_run_dir(tmp_path / "run")
+    fit(_cfg("train.max_steps=4"), run)
+    before = _params(run)
+    _poison_loss(monkeypatch, at_call=3, value=float("nan"))
     with pytest.raises(TrainingError, match="at step 7"):
         fit(_cfg("train.max_steps=10", "train.eval_every=100"), run, resume=True)
     after = _params(run)
@@ -133,17 +138,7 @@ def test_nonfinite_loss_stops_with_the_step_and_keeps_last(tiny_corpus, tmp_path
 
 
 def test_nonfinite_skip_continues(tiny_corpus, tmp_path, monkeypatch):
-    import lstmlab.train as train_mod
-
-    real = train_mod.F.cross_entropy
-    calls = {"n": 0}
-
-    def poisoned(*args, **kwargs):
-        calls["n"] += 1
-        out = real(*args, **kwargs)
-        return out * float("inf") if calls["n"] == 2 else out
-
-    monkeypatch.setattr(train_mod.F, "cross_entropy", poisoned)
+    _poison_loss(monkeypatch, at_call=2, value=float("inf"))
     run = runs.prepare_run_dir(tmp_path / "run")
     result = fit(_cfg("train.max_steps=5", "train.on_nonfinite=skip", "train.eval_every=100"), run)
     assert result.state.step == 5
