@@ -40,7 +40,8 @@ def _feed(digest, obj) -> None:
     if isinstance(obj, torch.Tensor):
         t = obj.detach().cpu().contiguous()
         digest.update(f"T{t.dtype}{tuple(t.shape)}".encode())
-        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        if t.numel():  # hashlib reads the array's buffer directly: no copy of the weights
+            digest.update(t.reshape(-1).view(torch.uint8).numpy())
     elif isinstance(obj, dict):
         digest.update(b"{")
         for key in sorted(obj, key=str):

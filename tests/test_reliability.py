@@ -139,15 +139,17 @@ def test_sigkill_at_random_moments_then_resume_reaches_the_budget(tiny_corpus, t
     assert records[-1]["kind"] == "end"
 
 
+def _cli_run(runner: CliRunner, recipe: Path, run: Path, *, steps: int) -> Path:
+    """Train `recipe` for `steps` steps into `run` through the CLI, as a user would."""
+    args = ["train", str(recipe), "--run-dir", str(run), "--set", f"train.max_steps={steps}"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    return run
+
+
 def test_full_disk_while_checkpointing_fails_cleanly(tiny_recipe, tmp_path, monkeypatch):
     runner = CliRunner()
-    run = tmp_path / "run"
-    assert (
-        runner.invoke(
-            app, ["train", str(tiny_recipe), "--run-dir", str(run), "--set", "train.max_steps=4"]
-        ).exit_code
-        == 0
-    )
+    run = _cli_run(runner, tiny_recipe, tmp_path / "run", steps=4)
     before = load_checkpoint(runs.checkpoint_path(run, "last"))
 
     def no_space(*args, **kwargs):
@@ -166,13 +168,7 @@ def test_full_disk_while_checkpointing_fails_cleanly(tiny_recipe, tmp_path, monk
 
 def test_altered_checkpoint_and_corpus_are_named(tiny_recipe, tiny_corpus, tmp_path):
     runner = CliRunner()
-    run = tmp_path / "run"
-    assert (
-        runner.invoke(
-            app, ["train", str(tiny_recipe), "--run-dir", str(run), "--set", "train.max_steps=2"]
-        ).exit_code
-        == 0
-    )
+    run = _cli_run(runner, tiny_recipe, tmp_path / "run", steps=2)
     ckpt = runs.checkpoint_path(run, "best")
     payload = load_checkpoint(ckpt)
     payload["model"]["embedding.weight"][0, 0] += (
