@@ -72,3 +72,39 @@ def gradcheck_cell(cell, state_type, batch=2, steps=3, fast_mode=False) -> bool:
         return y, s.c
 
     return torch.autograd.gradcheck(fn, (x, h0, c0, *weights), fast_mode=fast_mode)
+
+
+def window_outputs_and_gradients(cell, x, s0, *, window_function, seed=1):
+    """A cell's window outputs, final state and the gradients (w.r.t. x, the state tensors that
+    require them and every parameter) of a loss weighing every output differently; also the
+    name of y's autograd node, to tell which path ran. The seed fixes the dropout masks."""
+    import torch
+
+    cell.window_function = window_function
+    torch.manual_seed(seed)
+    y, s = cell(x, s0)
+    ramp = torch.linspace(-1.0, 1.0, y.numel(), dtype=y.dtype).view_as(y)
+    loss = (y * ramp).sum()
+    for k, part in enumerate(s):
+        loss = loss + (0.3 * (k + 1) * part + part**2).sum()
+    wrt = [x, *(t for t in s0 if t.requires_grad), *cell.parameters()]
+    grads = torch.autograd.grad(loss, wrt)
+    return (y, *s, *grads), y.grad_fn.name()
+
+
+def assert_window_function_skipped_without_gradients(cell, x, monkeypatch, *, node, target):
+    """Inference and sampling keep the step loop (no buffers to fill for a backward):
+    with gradients the window runs as autograd node `node`; under no_grad the function at
+    import path `target` is never called and the outputs are the same."""
+    import torch
+
+    expected, _ = cell(x, cell.initial_state(x.shape[0]))
+    assert node in expected.grad_fn.name()
+
+    def fail(*args, **kwargs):
+        raise AssertionError("the window Function ran without gradients")
+
+    monkeypatch.setattr(target, fail)
+    with torch.no_grad():
+        y, _ = cell(x, cell.initial_state(x.shape[0]))
+    torch.testing.assert_close(y, expected.detach())

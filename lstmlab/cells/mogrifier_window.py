@@ -28,6 +28,8 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
+from lstmlab.cells.lstm_window import LSTMBackward, lstm_update_into
+
 
 def _unpack_rounds(rounds: int, low_rank: bool, params: tuple[Tensor, ...]):
     """Per round (weights, bias): weights is (W,) full or (left, right) factored."""
@@ -97,14 +99,7 @@ class MogrifierWindow(torch.autograd.Function):
                 torch.mul(vs[a][t], s, out=vs[a + 1][t]).mul_(2.0)
             x_fin, h_fin = xs[n_x][t], hs[n_h][t]
             gates = torch.addmm(bias, x_fin, weight_ih.t()).addmm_(h_fin, weight_hh.t())  # (B, G)
-            act = acts[t]
-            torch.sigmoid(gates, out=act)
-            torch.tanh(gates[:, 2 * hidden : 3 * hidden], out=act[:, 2 * hidden : 3 * hidden])
-            i, f, g, o = act.chunk(4, dim=1)
-            if capped:
-                i = torch.minimum(i, 1.0 - f)
-            c = torch.mul(f, cells[t], out=cells[t + 1]).addcmul_(i, g)
-            h_prev = torch.mul(o, torch.tanh(c), out=y[:, t])
+            h_prev = lstm_update_into(gates, acts[t], cells[t], cells[t + 1], y[:, t], capped)
         ctx.capped, ctx.low_rank, ctx.rounds = capped, low_rank, r
         ctx.save_for_backward(x, mask, weight_ih, weight_hh, *round_params, acts, cells)
         ctx.buffers = (xs, hs, sig, us)  # the window's own buffers: nobody else can modify them
@@ -126,23 +121,7 @@ class MogrifierWindow(torch.autograd.Function):
 
         # Everything that does not depend on the incoming gradient is formed for all T steps at
         # once, so the time loop below is left with the few products that carry it.
-        i, f, g, o = acts.chunk(4, dim=2)  # (T, B, H) each
-        tanh_c = torch.tanh(cells[1:])  # (T, B, H)
-        # c_t = f c_{t-1} + i_eff g with i_eff = i, or min(i, 1 - f) when capped; torch.minimum
-        # sends the gradient to the smaller argument, split evenly on a tie.
-        if ctx.capped:
-            one_minus_f = 1.0 - f
-            to_i = (i < one_minus_f).to(i.dtype) + 0.5 * (i == one_minus_f).to(i.dtype)
-            i_eff = torch.minimum(i, one_minus_f)
-            f_term = cells[:-1] - g * (1.0 - to_i)
-        else:
-            to_i, i_eff, f_term = 1.0, i, cells[:-1]
-        # d pre-activation of i, f, g = dc_t * coef; of o = dh_t * coef   (T, B, 4H)
-        coef = torch.cat(
-            [g * to_i * i * (1.0 - i), f_term * f * (1.0 - f), i_eff * (1.0 - g * g)], dim=2
-        ).view(steps, batch, 3, hidden)  # (T, B, 3, H)
-        coef_o = tanh_c * o * (1.0 - o)  # (T, B, H)
-        dc_from_h = o * (1.0 - tanh_c * tanh_c)  # dc_t += dh_t * this
+        lstm = LSTMBackward(acts, cells, ctx.capped)
         # Round j: v_{a+1} = 2 σ(p) v_a, so dp = dv_{a+1} v_a 2σ(1 - σ) and dv_a = dv_{a+1} 2σ.
         dpre, keep = [], []
         for j, s in enumerate(sig):
@@ -158,11 +137,8 @@ class MogrifierWindow(torch.autograd.Function):
         dc = dc_last.clone()
         for t in range(steps - 1, -1, -1):
             dh += dy[:, t]
-            dc.addcmul_(dh, dc_from_h[t])
             dg_t = dgates[t]
-            torch.mul(dc.unsqueeze(1), coef[t], out=dg_t[:, : 3 * hidden].view(batch, 3, hidden))
-            torch.mul(dh, coef_o[t], out=dg_t[:, 3 * hidden :])
-            dc.mul_(f[t])  # -> gradient of c_{t-1}
+            lstm.step(t, dh, dc, dg_t)  # dc becomes the gradient of c_{t-1}
             dxv = dg_t @ weight_ih  # (B, E): gradient of the final x
             dhv = dg_t @ weight_hh  # (B, H): gradient of the final h
             for j in range(r - 1, -1, -1):

@@ -12,7 +12,9 @@ the candidate, so each input symbol picks its own recurrent transition:
 h_{t-1} reaches the gates only through m_t; there is no direct W_hh. Everything
 that depends only on the input, x W_mxᵀ and x W_hxᵀ + b, is one matrix product
 over the whole window before the time loop; a step then costs h W_mhᵀ, one
-elementwise product and m W_hmᵀ.
+elementwise product and m W_hmᵀ. Training windows run as one autograd Function
+with a hand-written backward (multiplicative_window.py); the step loop here is
+its reference and serves inference and sampling.
 
 Init follows Krause et al.'s best code: orthogonal matrices, forget-gate bias
 `forget_bias` (3), other biases 0. With `weight_norm` every matrix is
@@ -30,9 +32,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from lstmlab.cells.base import RecurrentCell, state_dropout_mask
+from lstmlab.cells.base import RecurrentCell, state_dropout_mask, window_function_applies
 from lstmlab.cells.configs import MultiplicativeConfig
 from lstmlab.cells.lstm import lstm_pointwise
+from lstmlab.cells.multiplicative_window import multiplicative_window
 
 
 class MultiplicativeState(NamedTuple):
@@ -73,6 +76,9 @@ class MultiplicativeCell(RecurrentCell):
         self.input_dim = input_dim
         self.hidden_dim = hidden = config.hidden_dim
         self.weight_dropout = weight_dropout
+        # Training windows run as one autograd Function (multiplicative_window.py); False
+        # takes the step loop, the reference it is tested against. A backend choice.
+        self.window_function = True
         shapes = {
             "mx": (hidden, input_dim),
             "hx": (4 * hidden, input_dim),
@@ -111,11 +117,15 @@ class MultiplicativeCell(RecurrentCell):
             mats["mh"] = F.dropout(mats["mh"], self.weight_dropout, self.training)
         return Weights(**mats)
 
+    def input_weights(self, weights: Weights) -> tuple[Tensor, Tensor]:
+        """[W_mx; W_hx] (5H, E) and [0; b] (5H,): both input parts in one matrix product."""
+        w_in = torch.cat([weights.mx, weights.hx])
+        b_in = torch.cat([self.bias.new_zeros(self.hidden_dim), self.bias])
+        return w_in, b_in
+
     def input_parts(self, x: Tensor, weights: Weights) -> tuple[Tensor, Tensor]:
         """x (..., E) -> (x W_mxᵀ (..., H), x W_hxᵀ + b (..., 4H)) in one matrix product."""
-        w_in = torch.cat([weights.mx, weights.hx])  # (5H, E)
-        b_in = torch.cat([self.bias.new_zeros(self.hidden_dim), self.bias])  # (5H,)
-        both = F.linear(x, w_in, b_in)  # (..., 5H)
+        both = F.linear(x, *self.input_weights(weights))  # (..., 5H)
         return both.split([self.hidden_dim, 4 * self.hidden_dim], dim=-1)
 
     def initial_state(self, batch_size: int, *, device=None, dtype=None) -> MultiplicativeState:
@@ -129,8 +139,14 @@ class MultiplicativeCell(RecurrentCell):
 
     def forward(self, x: Tensor, state: MultiplicativeState) -> tuple[Tensor, MultiplicativeState]:
         weights = self.window_weights()
-        x_m, x_gates = self.input_parts(x, weights)  # (B, T, H), (B, T, 4H)
         mask = state_dropout_mask(state.h, self.config.state_dropout, self.training)
+        if window_function_applies(self, x, state):
+            w_in, b_in = self.input_weights(weights)
+            y, h, c = multiplicative_window(
+                x, state.h, state.c, mask, w_in=w_in, b_in=b_in, w_mh=weights.mh, w_hm=weights.hm
+            )
+            return y, MultiplicativeState(h, c)
+        x_m, x_gates = self.input_parts(x, weights)  # (B, T, H), (B, T, 4H)
         outs = []
         for x_m_t, x_g_t in zip(x_m.unbind(dim=1), x_gates.unbind(dim=1)):
             if mask is not None:

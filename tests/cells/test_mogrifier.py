@@ -10,7 +10,11 @@ from lstmlab.cells.configs import LSTMConfig, MogrifierConfig
 from lstmlab.cells.lstm import LSTMState
 from lstmlab.cells.mogrifier import mogrify
 
-from support import gradcheck_cell
+from support import (
+    assert_window_function_skipped_without_gradients,
+    gradcheck_cell,
+    window_outputs_and_gradients,
+)
 
 
 def _cell(input_dim=5, hidden=6, dtype=torch.float64, seed=0, **cfg):
@@ -114,17 +118,6 @@ def test_gradcheck_float64(rank, capped):
     assert gradcheck_cell(cell, LSTMState)
 
 
-def _window_outputs_and_gradients(cell, x, s0, *, window_function, seed=1):
-    """y, h_T, c_T and the gradients of a loss that weighs every output differently."""
-    cell.window_function = window_function
-    torch.manual_seed(seed)  # the same dropout masks for both paths
-    y, s = cell(x, s0)
-    ramp = torch.linspace(-1.0, 1.0, y.numel(), dtype=y.dtype).view_as(y)
-    loss = (y * ramp).sum() + (0.3 * s.h).sum() + (s.c**2).sum()
-    grads = torch.autograd.grad(loss, [x, *s0, *cell.parameters()])
-    return (y, s.h, s.c, *grads), y.grad_fn.name()
-
-
 @pytest.mark.parametrize(
     "rounds,rank,capped",
     [(5, 3, False), (4, None, True), (1, 2, True), (6, None, False), (0, None, True)],
@@ -142,8 +135,8 @@ def test_window_function_matches_the_step_loop(rounds, rank, capped):
             b.normal_(0.0, 0.3)
     x = torch.randn(3, 7, 5, dtype=torch.float64, requires_grad=True)
     s0 = LSTMState(*(torch.randn(3, 6, dtype=torch.float64, requires_grad=True) for _ in range(2)))
-    fast, fast_node = _window_outputs_and_gradients(cell, x, s0, window_function=True)
-    ref, ref_node = _window_outputs_and_gradients(cell, x, s0, window_function=False)
+    fast, fast_node = window_outputs_and_gradients(cell, x, s0, window_function=True)
+    ref, ref_node = window_outputs_and_gradients(cell, x, s0, window_function=False)
     assert "MogrifierWindow" in fast_node and "MogrifierWindow" not in ref_node
     for a, b in zip(fast, ref, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
@@ -153,13 +146,10 @@ def test_window_function_is_skipped_without_gradients(monkeypatch):
     """Inference and sampling keep the step loop: no buffers to fill for a backward."""
     cell = _cell(rounds=3, rank=2)
     x = torch.randn(2, 4, 5, dtype=torch.float64)
-    expected, _ = cell(x, cell.initial_state(2))
-    assert "MogrifierWindow" in expected.grad_fn.name()
-
-    def fail(*args, **kwargs):
-        raise AssertionError("the window Function ran without gradients")
-
-    monkeypatch.setattr("lstmlab.cells.mogrifier.mogrifier_window", fail)
-    with torch.no_grad():
-        y, _ = cell(x, cell.initial_state(2))
-    torch.testing.assert_close(y, expected.detach())
+    assert_window_function_skipped_without_gradients(
+        cell,
+        x,
+        monkeypatch,
+        node="MogrifierWindow",
+        target="lstmlab.cells.mogrifier.mogrifier_window",
+    )

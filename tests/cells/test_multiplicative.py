@@ -9,7 +9,11 @@ from lstmlab.cells import build_layer
 from lstmlab.cells.configs import MultiplicativeConfig
 from lstmlab.cells.multiplicative import MultiplicativeState
 
-from support import gradcheck_cell
+from support import (
+    assert_window_function_skipped_without_gradients,
+    gradcheck_cell,
+    window_outputs_and_gradients,
+)
 
 
 def _cell(input_dim=5, hidden=6, dtype=torch.float64, seed=0, **cfg):
@@ -136,3 +140,60 @@ def test_state_and_weight_dropout_act_in_training_only():
     cell.train()
     y_train, _ = cell(x, s0)
     assert not torch.allclose(y_train, y_eval)
+
+
+@pytest.mark.parametrize("weight_norm", [False, True])
+@pytest.mark.parametrize("state_dropout,weight_dropout", [(0.0, 0.0), (0.3, 0.2)])
+def test_window_function_matches_the_step_loop(weight_norm, state_dropout, weight_dropout):
+    """Parity of the fast path: outputs and every gradient equal autograd through
+    `multiplicative_step` (float64), with state dropout and DropConnect on or off."""
+    torch.manual_seed(0)
+    config = MultiplicativeConfig(
+        hidden_dim=6, weight_norm=weight_norm, state_dropout=state_dropout
+    )
+    cell = build_layer(config, 5, weight_dropout=weight_dropout).double().train()
+    with torch.no_grad():
+        cell.bias.normal_(0.0, 0.5)
+    x = torch.randn(3, 7, 5, dtype=torch.float64, requires_grad=True)
+    s0 = MultiplicativeState(
+        *(torch.randn(3, 6, dtype=torch.float64, requires_grad=True) for _ in range(2))
+    )
+    fast, fast_node = window_outputs_and_gradients(cell, x, s0, window_function=True)
+    ref, ref_node = window_outputs_and_gradients(cell, x, s0, window_function=False)
+    assert "MultiplicativeWindow" in fast_node and "MultiplicativeWindow" not in ref_node
+    for a, b in zip(fast, ref, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+
+
+def test_window_function_gradcheck_float64():
+    """Finite differences through the Function itself, with a state-dropout mask."""
+    from lstmlab.cells.multiplicative_window import multiplicative_window
+
+    torch.manual_seed(0)
+    B, T, H = 2, 4, 3
+
+    def rand(*shape):
+        return torch.randn(*shape, dtype=torch.float64, requires_grad=True)
+
+    mask = torch.tensor([[2.0, 0.0, 2.0], [0.0, 2.0, 2.0]], dtype=torch.float64)
+
+    def fn(x, h0, c0, w_in, b_in, w_mh, w_hm):
+        return multiplicative_window(x, h0, c0, mask, w_in=w_in, b_in=b_in, w_mh=w_mh, w_hm=w_hm)
+
+    E = 2
+    inputs = (rand(B, T, E), rand(B, H), rand(B, H), rand(5 * H, E), rand(5 * H))
+    inputs += (rand(H, H), rand(4 * H, H))
+    assert torch.autograd.gradcheck(fn, inputs)
+
+
+def test_window_function_is_skipped_without_gradients(monkeypatch):
+    """Inference and sampling keep the step loop: no buffers to fill for a backward."""
+    cell = _cell()
+    x = torch.randn(2, 4, 5, dtype=torch.float64)
+    assert_window_function_skipped_without_gradients(
+        cell,
+        x,
+        monkeypatch,
+        node="MultiplicativeWindow",
+        target="lstmlab.cells.multiplicative.multiplicative_window",
+    )

@@ -1,0 +1,126 @@
+"""A whole multiplicative-LSTM window as one autograd Function with a hand-written backward.
+
+Same maths as looping `multiplicative_step` (Krause et al. 2016, arXiv:1609.07959;
+see multiplicative.py), from the input parts that are hoisted out of the loop,
+x_m = x W_mxᵀ and x_g = x W_hxᵀ + b:
+
+    p_t = h_{t−1} ⊙ mask      u_t = p_t W_mhᵀ      m_t = x_m,t ⊙ u_t
+    gates_t = x_g,t + m_t W_hmᵀ,   then the LSTM update of lstm_window.py
+
+Why a Function: under autograd each step adds its own outer products to the
+gradients of W_mh and W_hm, (H, B) @ (B, H) with B = 32 rows, far below the
+matrix unit's speed; that was 80% of a training step. Here the backward loop
+carries the gradient through time with two (B, ·) @ (·, H) products per step and
+keeps every step's gate and u gradients; each weight gradient is then one
+(·, T·B) @ (T·B, H) product. The forward keeps p, u, m, the gate activations
+and the cells in per-window buffers instead of an autograd graph.
+
+The input parts x_m and x_g are one product inside the Function, and the backward
+fills their gradient directly in the layout that product needs. Weight
+normalisation and DropConnect stay in autograd: the Function takes the matrices
+they produce and returns those matrices' gradients.
+The step loop in `MultiplicativeCell` stays the reference; the parity tests
+compare outputs and gradients in float64 and gradcheck this Function.
+
+Shapes: B batch, T window, H hidden size (= size of m), G = 4H gates. Buffers are
+time-major (T, B, ·) so a step's slice is contiguous.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+from torch.autograd.function import once_differentiable
+
+from lstmlab.cells.lstm_window import LSTMBackward, lstm_update_into
+
+
+class MultiplicativeWindow(torch.autograd.Function):
+    """(x (B, T, E), h0, c0 (B, H), mask (B, H) or None, W_in (5H, E) = [W_mx; W_hx],
+    b_in (5H,) = [0; b], W_mh (H, H), W_hm (G, H)) -> (y (B, T, H), h_T, c_T)."""
+
+    @staticmethod
+    def forward(
+        ctx,
+        x: Tensor,
+        h0: Tensor,
+        c0: Tensor,
+        mask: Tensor | None,
+        w_in: Tensor,
+        b_in: Tensor,
+        w_mh: Tensor,
+        w_hm: Tensor,
+    ):
+        batch, steps, _ = x.shape
+        hidden = w_mh.shape[0]
+        new = x.new_empty
+        both = torch.nn.functional.linear(x, w_in, b_in)  # (B, T, 5H): [x_m, x_g]
+        x_m, x_g = both.split([hidden, 4 * hidden], dim=2)
+        prevs = new(steps, batch, hidden)  # p_t: the (masked) h_{t−1}
+        us = new(steps, batch, hidden)  # u_t = p_t W_mhᵀ
+        ms = new(batch, steps, hidden)  # m_t, batch-major like the gate gradients it meets
+        acts = new(steps, batch, 4 * hidden)  # σ(i), σ(f), tanh(a), σ(o)
+        cells = new(steps + 1, batch, hidden)  # c_0 .. c_T
+        y = new(batch, steps, hidden)
+        cells[0] = c0
+        h_prev = h0
+        for t in range(steps):
+            p = prevs[t]
+            if mask is None:
+                p.copy_(h_prev)
+            else:
+                torch.mul(h_prev, mask, out=p)
+            u = torch.mm(p, w_mh.t(), out=us[t])
+            m = torch.mul(x_m[:, t], u, out=ms[:, t])
+            gates = torch.addmm(x_g[:, t], m, w_hm.t())  # (B, G)
+            h_prev = lstm_update_into(gates, acts[t], cells[t], cells[t + 1], y[:, t], False)
+        ctx.save_for_backward(x, mask, w_in, w_mh, w_hm, x_m, prevs, us, ms, acts, cells)
+        return y, y[:, -1].clone(), cells[steps].clone()
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, dy: Tensor, dh_last: Tensor, dc_last: Tensor):
+        x, mask, w_in, w_mh, w_hm, x_m, prevs, us, ms, acts, cells = ctx.saved_tensors
+        steps, batch, hidden = us.shape
+        lstm = LSTMBackward(acts, cells, capped=False)
+        # The gradient of the input parts [x_m, x_g], filled step by step: its x_g part is
+        # every step's gate gradient. Batch-major, so x's gradient is one product at the end.
+        d_both = x.new_empty(batch, steps, 5 * hidden)
+        d_x_m, d_gates = d_both.split([hidden, 4 * hidden], dim=2)
+        dus = us.new_empty(steps, batch, hidden)  # every step's u gradient
+        dh = dh_last.clone()
+        dc = dc_last.clone()
+        for t in range(steps - 1, -1, -1):
+            dh += dy[:, t]
+            dg_t = d_gates[:, t]
+            lstm.step(t, dh, dc, dg_t)  # dc becomes the gradient of c_{t−1}
+            dm = dg_t @ w_hm  # (B, H)
+            torch.mul(dm, us[t], out=d_x_m[:, t])
+            du = torch.mul(dm, x_m[:, t], out=dus[t])
+            dh = du @ w_mh  # gradient of p_t, (B, H)
+            if mask is not None:
+                dh.mul_(mask)
+        # Weight gradients: one product over all T·B rows each.
+        rows = steps * batch
+        flat = d_both.view(rows, 5 * hidden)
+        d_x = (flat @ w_in).view_as(x)  # (B, T, E)
+        d_w_in = flat.t() @ x.reshape(rows, -1)  # (5H, E)
+        d_b_in = flat.sum(0)
+        d_w_hm = d_gates.reshape(rows, 4 * hidden).t() @ ms.view(rows, hidden)  # (G, H)
+        d_w_mh = dus.view(rows, hidden).t() @ prevs.view(rows, hidden)  # (H, H)
+        return d_x, dh, dc, None, d_w_in, d_b_in, d_w_mh, d_w_hm
+
+
+def multiplicative_window(
+    x: Tensor,
+    h0: Tensor,
+    c0: Tensor,
+    mask: Tensor | None,
+    *,
+    w_in: Tensor,
+    b_in: Tensor,
+    w_mh: Tensor,
+    w_hm: Tensor,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """(y (B, T, H), h_T, c_T) of a whole window."""
+    return MultiplicativeWindow.apply(x, h0, c0, mask, w_in, b_in, w_mh, w_hm)
