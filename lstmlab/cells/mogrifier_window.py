@@ -119,16 +119,9 @@ class MogrifierWindow(torch.autograd.Function):
         hidden = gates_dim // 4
         new = acts.new_empty
 
-        # Everything that does not depend on the incoming gradient is formed for all T steps at
-        # once, so the time loop below is left with the few products that carry it.
         lstm = LSTMBackward(acts, cells, ctx.capped)
-        # Round j: v_{a+1} = 2 σ(p) v_a, so dp = dv_{a+1} v_a 2σ(1 - σ) and dv_a = dv_{a+1} 2σ.
-        dpre, keep = [], []
-        for j, s in enumerate(sig):
-            old = xs[j // 2] if j % 2 == 0 else hs[j // 2]
-            # (T, B, out), laid out like s even where old is x's transposed view
-            dpre.append((1.0 - s).mul_(s).mul_(2.0).mul_(old))  # times the gradient below
-            keep.append(2.0 * s)
+        # Round j's pre-activation gradient at every step, kept for its weight gradients.
+        dpre = [new(s.shape) for s in sig]  # (T, B, out)
         dus = [new(u.shape) if low_rank else None for u in us]  # (T, B, k)
 
         dgates = new(steps, batch, gates_dim)  # every step's gate pre-activation gradient
@@ -142,9 +135,12 @@ class MogrifierWindow(torch.autograd.Function):
             dxv = dg_t @ weight_ih  # (B, E): gradient of the final x
             dhv = dg_t @ weight_hh  # (B, H): gradient of the final h
             for j in range(r - 1, -1, -1):
-                dout = dxv if j % 2 == 0 else dhv  # the version this round wrote
-                dp = dpre[j][t].mul_(dout)  # (B, out)
-                dout.mul_(keep[j][t])  # -> gradient of the version it read
+                # Round j: v_{a+1} = 2 σ(p) v_a, so dp = dv_{a+1} v_a 2σ(1 − σ), dv_a = dv_{a+1} 2σ.
+                dout = dxv if j % 2 == 0 else dhv  # the version this round wrote, (B, out)
+                s, old = sig[j][t], (xs if j % 2 == 0 else hs)[j // 2][t]
+                dout.mul_(2.0)
+                dp = torch.mul(dout, old, out=dpre[j][t]).mul_(torch.addcmul(s, s, s, value=-1.0))
+                dout.mul_(s)  # -> gradient of the version it read
                 if low_rank:
                     left, right = rounds[j][0]
                     dinp = torch.mm(dp, left, out=dus[j][t]) @ right  # (B, k) -> (B, in)
