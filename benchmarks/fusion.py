@@ -1,0 +1,225 @@
+"""Which way of fusing a recurrent cell's per-step work is fastest here: the measurement behind
+the cells' default.
+
+    python benchmarks/fusion.py                      # multiplicative, mogrifier, slstm; 512 x 128
+    python benchmarks/fusion.py --cells multiplicative --steps 5
+
+For each cell, one training step (forward, cross-entropy, backward, Adam) of the
+benchmark's language model (`lstmlab.bench.build_bench_model`: one layer,
+input = hidden, batch 32, 256 symbols) under each way to run its time loop:
+
+    eager loop           the step loop under autograd (`window_function = False`)
+    TorchScript update   the loop with the elementwise update (`lstm_pointwise` /
+                         `slstm_pointwise`) traced by torch.jit.trace
+    compiled update      the same update through torch.compile (inductor)
+    compiled step        the cell's whole step function through torch.compile
+                         (where the cell has one: multiplicative, mogrifier)
+    window Function      the cell's hand-written window Function (the default)
+
+reported as training tokens/s, as a ratio to torch.nn.LSTM measured in the same
+run, and with the first call's time (tracing or compilation included). Results
+go to benchmarks/results/fusion-<machine>-<time>.{md,json}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import pkgutil
+import time
+import warnings
+from collections.abc import Callable
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from unittest import mock
+
+import torch
+import torch.nn.functional as F
+
+from lstmlab.bench import (
+    VOCAB_SIZE,
+    YARDSTICK,
+    BenchReport,
+    build_bench_model,
+    describe_machine,
+    median_seconds,
+    results_stem,
+)
+from lstmlab.cells import RecurrentCell, detach_state
+from lstmlab.cells.gating import slstm_pointwise
+from lstmlab.cells.lstm import lstm_pointwise
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+# Where each cell's loop looks up its elementwise update (patched by the variants below).
+UPDATE_SITES = {
+    "multiplicative": ("lstmlab.cells.multiplicative.lstm_pointwise", lstm_pointwise),
+    "mogrifier": ("lstmlab.cells.lstm.lstm_pointwise", lstm_pointwise),
+    "slstm": ("lstmlab.cells.slstm.slstm_pointwise", slstm_pointwise),
+}
+STEP_SITES = {
+    "multiplicative": "lstmlab.cells.multiplicative.multiplicative_step",
+    "mogrifier": "lstmlab.cells.mogrifier.MogrifierCell._mogrifier_step",
+}
+
+
+def _trace_update(cell_kind: str, update: Callable) -> Callable:
+    """torch.jit.trace of the update at its default flags, keyword-compatible with the original."""
+    if cell_kind == "slstm":
+
+        def plain(i, f, z, o, c, n, m):
+            return update(i, f, z, o, c, n, m)
+
+        traced = {}
+
+        def call(i, f, z, o, c, n, m, *, forget_gate="sigmoid"):
+            assert forget_gate == "sigmoid"
+            if "fn" not in traced:
+                traced["fn"] = torch.jit.trace(plain, (i, f, z, o, c, n, m), check_trace=False)
+            return traced["fn"](i, f, z, o, c, n, m)
+
+        return call
+
+    def plain_lstm(gates, c):
+        return update(gates, c)
+
+    traced = {}
+
+    def call_lstm(gates, c, *, capped_input_gate=False):
+        assert not capped_input_gate
+        if "fn" not in traced:
+            traced["fn"] = torch.jit.trace(plain_lstm, (gates, c), check_trace=False)
+        return traced["fn"](gates, c)
+
+    return call_lstm
+
+
+@contextmanager
+def variant(name: str, cell_kind: str, cell: RecurrentCell):
+    """Run `cell` the way `name` says for the duration of the block."""
+    with ExitStack() as stack:
+        cell.window_function = name == "window Function"
+        if name == "TorchScript update":
+            site, update = UPDATE_SITES[cell_kind]
+            stack.enter_context(mock.patch(site, _trace_update(cell_kind, update)))
+        elif name == "compiled update":
+            site, update = UPDATE_SITES[cell_kind]
+            stack.enter_context(mock.patch(site, torch.compile(update, dynamic=False)))
+        elif name == "compiled step":
+            site = STEP_SITES[cell_kind]
+            owner, attr = site.rsplit(".", 1)
+            target = pkgutil.resolve_name(owner)
+            stack.enter_context(
+                mock.patch.object(target, attr, torch.compile(getattr(target, attr), dynamic=False))
+            )
+        yield
+        cell.window_function = True
+
+
+def variants_for(cell_kind: str) -> list[str]:
+    names = ["eager loop", "TorchScript update", "compiled update"]
+    if cell_kind in STEP_SITES:
+        names.append("compiled step")
+    return [*names, "window Function"]
+
+
+def training_seconds(model, batch: int, window: int, steps: int) -> tuple[float, float]:
+    """(first call's seconds, median seconds of a training step after two more warm-ups)."""
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randint(0, VOCAB_SIZE, (batch, window), generator=gen)  # (B, T)
+    y = torch.randint(0, VOCAB_SIZE, (batch, window), generator=gen)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+    carried = {"state": model.initial_state(batch)}
+
+    def train_step() -> None:
+        logits, state = model(x, detach_state(carried["state"]))  # (B, T, V)
+        F.cross_entropy(logits.reshape(-1, VOCAB_SIZE), y.reshape(-1)).backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        carried["state"] = state
+
+    model.train()
+    t0 = time.perf_counter()
+    train_step()
+    first = time.perf_counter() - t0
+    return first, median_seconds(train_step, warmup=2, steps=steps, device=torch.device("cpu"))
+
+
+def the_cell(model) -> RecurrentCell:
+    return next(m for m in model.modules() if isinstance(m, RecurrentCell))
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cells", default="multiplicative,mogrifier,slstm")
+    parser.add_argument("--hidden", type=int, default=512)
+    parser.add_argument("--window", type=int, default=128)
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--variants", default=None, help="comma-separated subset of the ways")
+    parser.add_argument("--out-dir", type=Path, default=RESULTS)
+    opts = parser.parse_args(argv)
+    warnings.filterwarnings("ignore", category=DeprecationWarning)  # torch.jit's notice
+    if opts.threads:
+        torch.set_num_threads(opts.threads)
+    tokens = opts.batch * opts.window
+    torch.manual_seed(0)
+    _, ref_s = training_seconds(
+        build_bench_model(YARDSTICK, opts.hidden), opts.batch, opts.window, opts.steps
+    )
+    rows = [
+        {"cell": YARDSTICK, "variant": "cuDNN/ATen fused", "first_s": None, "tok_s": tokens / ref_s}
+    ]
+    print(f"{YARDSTICK}: {tokens / ref_s:,.0f} tok/s")
+    for kind in opts.cells.split(","):
+        wanted = opts.variants.split(",") if opts.variants else None
+        for name in variants_for(kind):
+            if wanted and name not in wanted:
+                continue
+            torch.manual_seed(0)
+            model = build_bench_model(kind, opts.hidden)
+            torch._dynamo.reset()
+            with variant(name, kind, the_cell(model)):
+                first, step_s = training_seconds(model, opts.batch, opts.window, opts.steps)
+            row = {"cell": kind, "variant": name, "first_s": first, "tok_s": tokens / step_s}
+            rows.append(row)
+            print(f"{kind:>15} {name:<20} {row['tok_s']:>8,.0f} tok/s  first call {first:6.1f} s")
+    for row in rows:
+        row["ratio"] = row["tok_s"] * ref_s / tokens
+    write(rows, opts)
+
+
+def write(rows: list[dict], opts) -> None:
+    machine = describe_machine(torch.device("cpu"), torch.get_num_threads())
+    created = dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat()
+    stem = "fusion-" + results_stem(BenchReport(machine, {}, [], created))
+    opts.out_dir.mkdir(parents=True, exist_ok=True)
+    settings = {k: v for k, v in vars(opts).items() if k != "out_dir"}
+    payload = {"created": created, "machine": machine, "settings": settings, "rows": rows}
+    (opts.out_dir / f"{stem}.json").write_text(json.dumps(payload, indent=2) + "\n")
+    lines = [
+        f"# Per-step fusion, {created}",
+        "",
+        f"- machine: {machine['cpu']}, {machine['usable_cores']} usable cores, torch "
+        f"{machine['torch']} with {machine['torch_threads']} threads, load average at start "
+        f"{machine['load_average_at_start']}",
+        f"- training step of the benchmark LM: hidden {opts.hidden}, window {opts.window}, "
+        f"batch {opts.batch}, float32, median of {opts.steps} steps after the first call and "
+        "2 warm-ups; ratio to torch.nn.LSTM in the same run",
+        "",
+        "| cell | way | train tok/s | × nn.LSTM | first call s |",
+        "|---|---|---:|---:|---:|",
+    ]
+    for r in rows:
+        first = "" if r["first_s"] is None else f"{r['first_s']:.1f}"
+        lines.append(
+            f"| {r['cell']} | {r['variant']} | {r['tok_s']:,.0f} | {r['ratio']:.2f} | {first} |"
+        )
+    (opts.out_dir / f"{stem}.md").write_text("\n".join(lines) + "\n")
+    print(f"wrote {opts.out_dir / stem}.md")
+
+
+if __name__ == "__main__":
+    main()
