@@ -185,7 +185,7 @@ def _update_and_read(
         q.flatten(0, 1).unsqueeze(-2),  # (B·NH, 1, DH)
         num.flatten(0, 1).unsqueeze(-2),  # (B·NH, 1, DH)
     )
-    group = max(1, CACHE_PASS_BYTES // (C[0, 0].numel() * C.element_size()))
+    group = max(1, CACHE_PASS_BYTES // (C.shape[-2] * C.shape[-1] * C.element_size()))
     for c, c_new, f, a, v_g, q_g, out in zip(*(t.split(group) for t in heads)):
         torch.mul(c, f, out=c_new)
         c_new.addcmul_(a, v_g)

@@ -203,6 +203,12 @@ def test_grouped_sampling_pass_equals_the_autograd_pass(small_groups):
         torch.testing.assert_close(a, b.detach(), rtol=1e-6, atol=1e-7)
 
 
+def test_sampling_step_takes_an_empty_batch():
+    with torch.no_grad():
+        h, s = mlstm_step(*(t[:0, :, 0] for t in _inputs(1)), zero_memory(0, NH, DH))
+    assert h.shape == (0, NH, DH) and s.C.shape == (0, NH, DH, DH)
+
+
 def test_step_gradchecks_from_a_carried_state_in_float64():
     args = [t[:, :, 0].requires_grad_() for t in _inputs(1)]
     C, n, m = _carried()
