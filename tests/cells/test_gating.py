@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 
+import lstmlab.cells.gating as gating
 from lstmlab.cells.gating import (
     MatrixMemory,
     mlstm_chunkwise,
@@ -118,6 +120,119 @@ def test_two_windows_equal_one_and_steps_equal_the_window():
     torch.testing.assert_close(torch.stack(outs, 2), full)
     for a, b in zip(s_step, s_full):
         torch.testing.assert_close(a, b)
+
+
+def _previous_step(q, k, v, i_pre, f_pre, state):
+    """The step as written before the single-write update: separate (DH × DH) temporaries."""
+    C, n, m = state
+    k = k / DH**0.5
+    log_f = F.logsigmoid(f_pre)
+    m_new = torch.maximum(log_f + m, i_pre)
+    f_s, i_s = torch.exp(log_f + m - m_new), torch.exp(i_pre - m_new)
+    C = f_s[..., None, None] * C + i_s[..., None, None] * (k.unsqueeze(-1) * v.unsqueeze(-2))
+    n = f_s[..., None] * n + i_s[..., None] * k
+    num = (q.unsqueeze(-2) @ C).squeeze(-2)
+    den = torch.maximum((q * n).sum(-1).abs(), torch.exp(-m_new.clamp(min=gating.M_FLOOR)))
+    return num / (den + gating.EPS)[..., None], MatrixMemory(C, n, m_new)
+
+
+def _steps(step, args, state):
+    """Run `step` over the T axis of (q, k, v, i_pre, f_pre): -> h (B, NH, T, DH), final state."""
+    outs = []
+    for t in range(args[0].shape[2]):
+        h, state = step(*(x[:, :, t] for x in args), state)
+        outs.append(h)
+    return torch.stack(outs, 2), state
+
+
+@pytest.fixture
+def small_groups(monkeypatch):
+    """Cache-sized passes of a few heads over B·NH = 6: 2 + 2 + 2 in float64, 5 + 1 in float32."""
+    monkeypatch.setattr(gating, "CACHE_PASS_BYTES", 5 * DH * DH * 4)
+
+
+@pytest.mark.parametrize("gate_scale", [3.0, 60.0])
+@pytest.mark.parametrize("carried", [False, True], ids=["zero-state", "carried-state"])
+def test_sampling_step_equals_the_previous_formula_and_the_chunkwise_form(
+    small_groups, carried, gate_scale
+):
+    args = _inputs(12, gate_scale=gate_scale)
+    state = _carried() if carried else zero_memory(B, NH, DH, dtype=torch.float64)
+    before = [t.clone() for t in state]
+    with torch.no_grad():
+        h, s = _steps(mlstm_step, args, state)
+    h_prev, s_prev = _steps(_previous_step, args, state)
+    h_chunk, s_chunk = mlstm_chunkwise(*args, state, chunk_size=5)
+    for ref_h, ref_s in ((h_prev, s_prev), (h_chunk, s_chunk)):
+        torch.testing.assert_close(h, ref_h, rtol=1e-10, atol=1e-12)
+        for a, b in zip(s, ref_s):
+            torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+    for a, b in zip(state, before):  # the carried state is read, never written
+        assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("pattern", ["uniform", "i-low-f-high", "i-high-f-low"])
+def test_float32_sampling_steps_stay_finite_for_extreme_gates(small_groups, pattern):
+    q, k, v, _, _ = _inputs(64, torch.float32)
+    g = torch.Generator().manual_seed(4)
+    if pattern == "uniform":
+        i_pre, f_pre = (120 * torch.rand(B, NH, 64, generator=g) - 60 for _ in range(2))
+    else:
+        sign = -1.0 if pattern == "i-low-f-high" else 1.0
+        i_pre, f_pre = torch.full((B, NH, 64), 60 * sign), torch.full((B, NH, 64), -60 * sign)
+    args = (q, k, v, i_pre, f_pre)
+    with torch.no_grad():
+        h, state = _steps(mlstm_step, args, zero_memory(B, NH, DH))
+    assert torch.isfinite(h).all() and all(torch.isfinite(t).all() for t in state)
+    ref, _ = _steps(
+        _previous_step, [t.double() for t in args], zero_memory(B, NH, DH, dtype=torch.float64)
+    )
+    assert (h.double() - ref).norm() <= 1e-5 * ref.norm()
+
+
+def test_grouped_sampling_pass_equals_the_autograd_pass(small_groups):
+    args = _inputs(6, torch.float32)
+    with torch.no_grad():
+        h_fast, s_fast = _steps(mlstm_step, args, _carried(torch.float32))
+    grad_args = [t.clone().requires_grad_() for t in args]
+    h, s = _steps(mlstm_step, grad_args, _carried(torch.float32))
+    (h.square().sum() + s.C.sum()).backward()
+    assert all(torch.isfinite(a.grad).all() for a in grad_args)
+    torch.testing.assert_close(h_fast, h.detach(), rtol=1e-6, atol=1e-7)
+    for a, b in zip(s_fast, s):
+        torch.testing.assert_close(a, b.detach(), rtol=1e-6, atol=1e-7)
+
+
+def test_sampling_step_takes_an_empty_batch():
+    with torch.no_grad():
+        h, s = mlstm_step(*(t[:0, :, 0] for t in _inputs(1)), zero_memory(0, NH, DH))
+    assert h.shape == (0, NH, DH) and s.C.shape == (0, NH, DH, DH)
+
+
+def test_step_gradchecks_from_a_carried_state_in_float64():
+    args = [t[:, :, 0].requires_grad_() for t in _inputs(1)]
+    C, n, m = _carried()
+    C, n = C.requires_grad_(), n.requires_grad_()
+    assert torch.autograd.gradcheck(
+        lambda *a: mlstm_step(*a[:5], MatrixMemory(a[5], a[6], m))[0], (*args, C, n), fast_mode=True
+    )
+
+
+def test_sampling_step_reads_bf16_inputs_and_a_non_contiguous_state(small_groups):
+    args = _inputs(4, torch.float32)
+    C, n, m = _carried(torch.float32)
+    C_strided = C.transpose(-1, -2).contiguous().transpose(-1, -2)  # same values, other strides
+    assert not C_strided.is_contiguous()
+    with torch.no_grad():
+        h, s = _steps(mlstm_step, [t.bfloat16() for t in args], MatrixMemory(C_strided, n, m))
+    assert h.dtype == torch.bfloat16 and all(t.dtype == torch.float32 for t in s)
+    ref, s_ref = _steps(
+        _previous_step,
+        [t.bfloat16().double() for t in args],
+        MatrixMemory(*(t.double() for t in (C, n, m))),
+    )
+    assert (h.double() - ref).norm() <= 1e-2 * ref.norm()  # h itself is rounded to bf16
+    torch.testing.assert_close(s.C.double(), s_ref.C, rtol=1e-5, atol=1e-6)
 
 
 # bf16: the output itself is rounded to 8 bits (relative 2^-9); the maths runs in float32

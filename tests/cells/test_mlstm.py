@@ -7,7 +7,7 @@ import torch
 
 from lstmlab.cells import build_layer
 from lstmlab.cells.configs import MLSTMConfig
-from lstmlab.cells.mlstm import MLSTMCell
+from lstmlab.cells.mlstm import MLSTMCell, MLSTMState
 from lstmlab.errors import ConfigError
 
 from support import check_carried_state
@@ -49,6 +49,30 @@ def test_two_windows_equal_one_long_window_and_steps_match():
     # the conv buffer holds the last K − 1 = 3 inputs u of the block
     u = block.up(block.norm(x))[..., : block.inner_dim]
     torch.testing.assert_close(s_full.conv, u[:, -3:])
+
+
+def test_sampling_steps_without_grad_equal_one_window_and_leave_the_state_alone():
+    block = _block(chunk=4).double().eval()
+    x = torch.randn(2, 11, 16, dtype=torch.float64)
+    with torch.no_grad():
+        s = check_carried_state(block, x, split=5)
+        kept = [t.clone() for t in s]
+        block.step(x[:, 0], s)
+    for a, b in zip(s, kept):  # a caller may keep a state it has stepped from
+        assert torch.equal(a, b)
+
+
+def test_a_single_step_gradchecks_from_a_carried_state():
+    block = _block(d=8, heads=2, chunk=2).double()
+    with torch.no_grad():
+        _, s = block(torch.randn(1, 5, 8, dtype=torch.float64), block.initial_state(1))
+    x = torch.randn(1, 1, 8, dtype=torch.float64, requires_grad=True)
+    C, n = (t.clone().requires_grad_() for t in s[:2])
+
+    def one_step(x, C, n):
+        return block(x, MLSTMState(C, n, s.m, s.conv))[0]
+
+    assert torch.autograd.gradcheck(one_step, (x, C, n), fast_mode=True)
 
 
 def test_gradcheck_in_float64():

@@ -106,6 +106,20 @@ def test_causal_conv_never_sees_the_future():
     torch.testing.assert_close(y[:, :4], y2[:, :4])
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.bfloat16])
+def test_causal_conv_steps_equal_the_window_convolution(dtype):
+    conv = CausalConv(5, 4).to(dtype)
+    x, buffer = torch.randn(2, 6, 5, dtype=dtype), torch.randn(2, 3, 5, dtype=dtype)
+    y, end = conv(x, buffer)
+    outs = []
+    for x_t in x.split(1, dim=1):  # T = 1 steps take the weighted-sum path
+        y_t, buffer = conv(x_t, buffer)
+        outs.append(y_t)
+    tol = {} if dtype == torch.float64 else {"rtol": 2e-2, "atol": 2e-2}  # bf16 sums round
+    torch.testing.assert_close(torch.cat(outs, 1), y, **tol)
+    assert torch.equal(buffer, end)
+
+
 XLSTM_RECIPES = sorted(
     p for p in (REPO / "recipes").rglob("*.yaml") if "lstm" in p.stem and p.stem != "lstm"
 )
