@@ -64,3 +64,18 @@ def state_dropout_mask(h: Tensor, p: float, training: bool) -> Tensor | None:
     if not training or p == 0.0:
         return None
     return h.new_empty(h.shape).bernoulli_(1.0 - p) / (1.0 - p)  # (B, H)
+
+
+def window_function_applies(cell: nn.Module, x: Tensor, state) -> bool:
+    """Whether `cell` should run its window as its hand-written autograd Function
+    (`cell.window_function`; False keeps the step loop, the reference).
+
+    The Function pays for its buffers only when a backward will use them; without
+    gradients (inference, sampling) the step loop is faster. Its buffers hold one dtype,
+    so autocast's mixed dtypes take the loop too.
+    """
+    if not (cell.window_function and torch.is_grad_enabled()):
+        return False
+    if torch.is_autocast_enabled(x.device.type):
+        return False
+    return any(t.requires_grad for t in (x, *state, *cell.parameters()))

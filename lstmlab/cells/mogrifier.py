@@ -31,7 +31,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from lstmlab.cells.base import state_dropout_mask
+from lstmlab.cells.base import state_dropout_mask, window_function_applies
 from lstmlab.cells.configs import MogrifierConfig
 from lstmlab.cells.lstm import LSTMCell, LSTMState
 from lstmlab.cells.mogrifier_window import mogrifier_window
@@ -156,7 +156,7 @@ class MogrifierCell(LSTMCell):
         weights, biases = self.round_factors(), list(self.mog_bias)
         weight_hh = self.recurrent_weight()  # one DropConnect mask for the whole window
         mask = state_dropout_mask(state.h, self.config.state_dropout, self.training)
-        if self._use_window_function(x, state):
+        if window_function_applies(self, x, state):
             y, h, c = mogrifier_window(
                 x,
                 state.h,
@@ -176,16 +176,6 @@ class MogrifierCell(LSTMCell):
             h, state = self._mogrifier_step(x_t, state, weights, biases, weight_hh, mask)
             outs.append(h)
         return torch.stack(outs, dim=1), state  # (B, T, H)
-
-    def _use_window_function(self, x: Tensor, state: LSTMState) -> bool:
-        """The Function pays for its buffers only when a backward will use them; without
-        gradients (inference, sampling) the step loop is faster. Its buffers hold one dtype,
-        so autocast's mixed dtypes take the loop too."""
-        if not (self.window_function and torch.is_grad_enabled()):
-            return False
-        if torch.is_autocast_enabled(x.device.type):
-            return False
-        return any(t.requires_grad for t in (x, *state, *self.parameters()))
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, rounds={self.config.rounds}, rank={self.config.rank}"

@@ -18,8 +18,10 @@ The block, with d the model width and F = round_up(1.3 d, 64):
     x   = x + Dropout((GELU(y2 W_gateᵀ) ⊙ (y2 W_upᵀ)) W_downᵀ)      gated MLP
 
 W x is computed for the whole window in one product; each step is then one batched
-per-head product R h and the pointwise update. State: (h, c, n, m) of the cell and
-the conv buffer (the last K − 1 inputs y).
+per-head product R h and the pointwise update (`slstm_step`). When gradients are
+needed the window's recurrence runs as one autograd Function with a hand-written
+backward (slstm_window.py); the step loop stays the reference. State: (h, c, n, m)
+of the cell and the conv buffer (the last K − 1 inputs y).
 
 Init: W and W_up small N(0, 2/(5d)); R = 0; b_i = b_z = b_o = 0; forget bias
 "power law, block-dependent" (`powerlaw_forget_bias`); W_down Wang.
@@ -35,8 +37,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from lstmlab.cells.base import window_function_applies
 from lstmlab.cells.configs import SLSTMConfig
 from lstmlab.cells.gating import slstm_pointwise
+from lstmlab.cells.slstm_window import slstm_window
 from lstmlab.cells.xlstm import (
     CausalConv,
     HeadwiseNorm,
@@ -93,6 +97,9 @@ class SLSTMCell(ResidualBlock):
         self.num_heads = NH = config.num_heads
         self.head_dim = hd = check_heads("slstm", d, NH, "hidden_dim")
         self.weight_dropout = weight_dropout
+        # Training windows run the recurrence as one autograd Function (slstm_window.py); False
+        # takes the step loop, the reference it is tested against. A backend, not a hyperparameter.
+        self.window_function = True
         self.norm = LayerNorm(d)
         self.conv = CausalConv(d, config.conv_kernel)
         # Head-wise maps: input_weight[g, h] maps head h's hd inputs to gate g's hd units.
@@ -151,7 +158,12 @@ class SLSTMCell(ResidualBlock):
             if self.weight_dropout
             else self.recurrent_weight
         )
-        cell_out, (h, c, n, m) = self._loop(wx, state, recurrent)
+        if window_function_applies(self, x, state):
+            cell_out, h, c, n, m = slstm_window(
+                wx, *state[:4], recurrent, forget_gate=self.config.forget_gate
+            )
+        else:
+            cell_out, (h, c, n, m) = self._loop(wx, state, recurrent)
         x = x + self.cell_norm(self.dropout(cell_out))
         gate, value = self.ffn_up(self.ffn_norm(x)).chunk(2, dim=-1)  # (B, T, F) each
         x = x + self.dropout(self.ffn_down(F.gelu(gate) * value))

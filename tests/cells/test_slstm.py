@@ -1,5 +1,5 @@
 """The sLSTM block: parameter formula, gradcheck, carried state (cell and conv buffer), init,
-and the window Function (slstm_window.py) against finite differences."""
+and the window Function (slstm_window.py) against the step loop and finite differences."""
 
 from __future__ import annotations
 
@@ -107,6 +107,38 @@ def _state(batch, d, *, zero, dtype=torch.float64):
     return SLSTMState(*(t.requires_grad_() for t in (*s, conv)))
 
 
+def _outputs_and_gradients(block, x, s0, *, window_function, seed=1):
+    """Outputs, final state and the gradients w.r.t. x, the state and every parameter of a loss
+    that weighs every output differently and also reads the final c, n, m (not gauge invariant)."""
+    block.window_function = window_function
+    torch.manual_seed(seed)  # the same DropConnect and dropout masks for both paths
+    y, s = block(x, s0)
+    ramp = torch.linspace(-1.0, 1.0, y.numel(), dtype=y.dtype).view_as(y)
+    loss = (y * ramp).sum() + (0.3 * s.h).sum() + (s.c**2).sum() - (0.2 * s.n).sum()
+    loss = loss + (0.1 * s.m**2).sum()
+    grads = torch.autograd.grad(loss, [x, *s0, *block.parameters()])
+    return (y, *s, *grads), s.c.grad_fn.name()
+
+
+@pytest.mark.parametrize("zero_state", [False, True], ids=["carried", "zero"])
+@pytest.mark.parametrize("forget_gate", ["sigmoid", "exponential"])
+def test_window_function_matches_the_step_loop(forget_gate, zero_state):
+    """Parity of the fast path: outputs, final state and every gradient equal autograd through
+    the step loop (float64), with DropConnect and dropout on in training mode."""
+    torch.manual_seed(0)
+    config = SLSTMConfig(hidden_dim=8, num_heads=2, forget_gate=forget_gate, dropout=0.1)
+    block = build_layer(config, 6, weight_dropout=0.3).double().train()
+    with torch.no_grad():  # R = 0 at init would hide a wrong recurrence
+        block.recurrent_weight.normal_(0, 0.5)
+    x = torch.randn(3, 7, 6, dtype=torch.float64, requires_grad=True)
+    s0 = _state(3, 8, zero=zero_state)
+    fast, fast_node = _outputs_and_gradients(block, x, s0, window_function=True)
+    ref, ref_node = _outputs_and_gradients(block, x, s0, window_function=False)
+    assert "SLSTMWindow" in fast_node and "SLSTMWindow" not in ref_node
+    for a, b in zip(fast, ref, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-11, atol=1e-11)
+
+
 @pytest.mark.parametrize("zero_state", [False, True], ids=["carried", "zero"])
 @pytest.mark.parametrize("forget_gate", ["sigmoid", "exponential"])
 def test_window_function_gradcheck_float64(forget_gate, zero_state):
@@ -126,3 +158,29 @@ def test_window_function_gradcheck_float64(forget_gate, zero_state):
         return slstm_window(wx, h0, c0, n0, m0, recurrent, forget_gate=forget_gate)
 
     assert torch.autograd.gradcheck(fn, (wx, h0, c0, n0, m0, recurrent), fast_mode=True)
+
+
+@pytest.mark.parametrize("case", ["no_grad", "autocast", "switched_off"])
+def test_window_function_is_skipped_without_gradients(case, monkeypatch):
+    """Inference and sampling keep the step loop (no buffers to fill for a backward), and so
+    do autocast's mixed dtypes and `window_function = False`."""
+    block = _block(d=8, heads=2).train()
+    x = torch.randn(2, 4, 8)
+    expected, _ = block(x, block.initial_state(2))
+
+    def fail(*args, **kwargs):
+        raise AssertionError("the window Function ran")
+
+    monkeypatch.setattr("lstmlab.cells.slstm.slstm_window", fail)
+    if case == "no_grad":
+        with torch.no_grad():
+            y, _ = block(x, block.initial_state(2))
+        torch.testing.assert_close(y, expected.detach())
+    elif case == "autocast":
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            y, _ = block(x, block.initial_state(2))
+        y.float().sum().backward()
+    else:
+        block.window_function = False
+        y, _ = block(x, block.initial_state(2))
+        torch.testing.assert_close(y, expected)
