@@ -70,8 +70,10 @@ class SLSTMWindow(torch.autograd.Function):
         batch, steps, _, heads, head_dim = wx.shape
         new = wx.new_empty
         wx_heads = wx.permute(3, 1, 0, 2, 4)  # (NH, T, B, 4, hd) view, read one step at a time
-        # per step i', f', tanh z̃, σ(õ), and with a sigmoid forget gate f' · d log f/df̃
-        acts = new(heads, steps, batch, 5 if sigmoid_forget else 4, head_dim)
+        # every step's i', f', tanh z̃, σ(õ), and with a sigmoid forget gate f' · d log f/df̃, one
+        # (NH, T, B, hd) buffer each: one block of all five would exceed the CPU allocator's mmap
+        # limit (32 MiB at the reference size) and take first-touch page faults every window
+        acts = tuple(new(heads, steps, batch, head_dim) for _ in range(5 if sigmoid_forget else 4))
         # h, c, n before (index 0) and after every step
         hs, cs, ns = (new(heads, steps + 1, batch, head_dim) for _ in range(3))
         for buf, s0 in zip((hs, cs, ns), (h0, c0, n0)):
@@ -82,22 +84,22 @@ class SLSTMWindow(torch.autograd.Function):
             torch.bmm(hs[:, t], recurrent, out=pre.view(heads, batch, GATES * head_dim))
             pre.add_(wx_heads[:, t])
             i_pre, f_pre, z_pre, o_pre = pre.unbind(2)  # (NH, B, hd) each
-            act = acts[:, t]
-            i_s, f_s, z, o = act[:, :, :4].unbind(2)
-            # f_pre becomes log f + m, so that pre[:, :, :2] holds both exponents before m'
+            i_s, f_s, z, o, *f_s_dlog_f = (a[:, t] for a in acts)
+            # f_pre becomes log f + m
             if sigmoid_forget:
-                torch.sigmoid(f_pre.neg(), out=act[:, :, 4])  # d log σ(f̃) / df̃ = σ(−f̃)
+                torch.sigmoid(f_pre.neg(), out=f_s_dlog_f[0])  # d log σ(f̃) / df̃ = σ(−f̃)
                 torch.add(F.logsigmoid(f_pre), m, out=f_pre)
             else:
                 f_pre.add_(m)
             m = torch.maximum(f_pre, i_pre)
             if t == 0:  # n ≥ 1 after any step, so only a carried zero state can start afresh
                 m = torch.where(ns[:, 0] == 0, i_pre, m)
-            torch.sub(pre[:, :, :2], m.unsqueeze(2), out=act[:, :, :2]).exp_()  # i', f'
+            torch.sub(i_pre, m, out=i_s).exp_()
+            torch.sub(f_pre, m, out=f_s).exp_()
             torch.tanh(z_pre, out=z)
             torch.sigmoid(o_pre, out=o)
             if sigmoid_forget:
-                act[:, :, 4].mul_(f_s)
+                f_s_dlog_f[0].mul_(f_s)
             c = torch.mul(f_s, cs[:, t], out=cs[:, t + 1]).addcmul_(i_s, z)
             n = torch.mul(f_s, ns[:, t], out=ns[:, t + 1]).add_(i_s)
             torch.mul(o, c, out=hs[:, t + 1]).div_(n)
@@ -111,9 +113,9 @@ class SLSTMWindow(torch.autograd.Function):
     def backward(ctx, dy, dh_last, dc_last, dn_last, dm_last):
         (recurrent,) = ctx.saved_tensors
         acts, hs, cs, ns = ctx.buffers
-        heads, steps, batch, planes, head_dim = acts.shape
-        i_s, f_s, z, o = acts[:, :, :, :4].unbind(3)  # (NH, T, B, hd) each
-        f_s_dlog_f = acts[:, :, :, 4] if planes == 5 else f_s  # d log f/df̃ = 1 for exp(f̃)
+        heads, steps, batch, head_dim = acts[0].shape
+        i_s, f_s, z, o, *f_s_dlog_f = acts  # (NH, T, B, hd) each
+        f_s_dlog_f = f_s_dlog_f[0] if f_s_dlog_f else f_s  # d log f/df̃ = 1 for exp(f̃)
         # m's own chain, only when a loss on the final state moves m_T (see the module docstring)
         g = _heads(dm_last, heads) - cs[:, -1] * _heads(dc_last, heads)
         g -= ns[:, -1] * _heads(dn_last, heads)  # (NH, B, hd)
@@ -123,7 +125,7 @@ class SLSTMWindow(torch.autograd.Function):
 
         dyh = dy.unflatten(-1, (heads, head_dim)).permute(2, 1, 0, 3)  # (B, T, d) -> (NH, T, B, hd)
         recurrent_t = recurrent.transpose(1, 2)  # (NH, 4hd, hd)
-        dpre = acts.new_empty(heads, steps, batch, GATES, head_dim)  # = d wx, step by step
+        dpre = hs.new_empty(heads, steps, batch, GATES, head_dim)  # = d wx, step by step
         dh = _heads(dh_last, heads) + dyh[:, -1]  # (NH, B, hd)
         dc = _heads(dc_last, heads).clone()
         dn = _heads(dn_last, heads).clone()
