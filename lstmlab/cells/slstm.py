@@ -18,8 +18,10 @@ The block, with d the model width and F = round_up(1.3 d, 64):
     x   = x + Dropout((GELU(y2 W_gateᵀ) ⊙ (y2 W_upᵀ)) W_downᵀ)      gated MLP
 
 W x is computed for the whole window in one product; each step is then one batched
-per-head product R h and the pointwise update. State: (h, c, n, m) of the cell and
-the conv buffer (the last K − 1 inputs y).
+per-head product R h and the pointwise update (`slstm_step`). When gradients are
+needed the window's recurrence runs as one autograd Function with a hand-written
+backward (slstm_window.py); the step loop stays the reference. State: (h, c, n, m)
+of the cell and the conv buffer (the last K − 1 inputs y).
 
 Init: W and W_up small N(0, 2/(5d)); R = 0; b_i = b_z = b_o = 0; forget bias
 "power law, block-dependent" (`powerlaw_forget_bias`); W_down Wang.
@@ -35,8 +37,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from lstmlab.cells.base import window_function_applies
 from lstmlab.cells.configs import SLSTMConfig
 from lstmlab.cells.gating import slstm_pointwise
+from lstmlab.cells.slstm_window import slstm_window
 from lstmlab.cells.xlstm import (
     CausalConv,
     HeadwiseNorm,
@@ -67,6 +71,19 @@ def powerlaw_forget_bias(head_dim: int, block_index: int = 0, num_blocks: int = 
     return -(-5.0 + 12.0 * ratio ** (0.3 + 1.3 * rho))
 
 
+def slstm_step(
+    wx_t: Tensor, h: Tensor, c: Tensor, n: Tensor, m: Tensor, recurrent: Tensor, forget_gate: str
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """One step of the cell: wx_t (B, 4, NH, hd) with the bias, state (B, d) each,
+    recurrent (NH, hd, 4hd) -> (h', c', n', m')."""
+    B = h.shape[0]
+    NH, hd = recurrent.shape[:2]
+    rh = torch.bmm(h.view(B, NH, hd).transpose(0, 1), recurrent)  # (NH, B, hd) @ (NH, hd, 4hd)
+    rh = rh.view(NH, B, GATES, hd).permute(1, 2, 0, 3)  # (NH, B, 4hd) -> (B, 4, NH, hd)
+    pre = (wx_t + rh).flatten(2)  # (B, 4, NH, hd) -> (B, 4, d)
+    return slstm_pointwise(*pre.unbind(1), c, n, m, forget_gate=forget_gate)
+
+
 class SLSTMCell(ResidualBlock):
     """xLSTM sLSTM residual block with gated MLP; `hidden_dim` is the model width d.
 
@@ -80,6 +97,9 @@ class SLSTMCell(ResidualBlock):
         self.num_heads = NH = config.num_heads
         self.head_dim = hd = check_heads("slstm", d, NH, "hidden_dim")
         self.weight_dropout = weight_dropout
+        # Training windows run the recurrence as one autograd Function (slstm_window.py); False
+        # takes the step loop, the reference it is tested against. A backend, not a hyperparameter.
+        self.window_function = True
         self.norm = LayerNorm(d)
         self.conv = CausalConv(d, config.conv_kernel)
         # Head-wise maps: input_weight[g, h] maps head h's hd inputs to gate g's hd units.
@@ -120,7 +140,6 @@ class SLSTMCell(ResidualBlock):
     def forward(self, x: Tensor, state: SLSTMState) -> tuple[Tensor, SLSTMState]:
         """x (B, T, E) -> (B, T, d)."""
         x = self.lift(x)  # (B, T, d)
-        B, _, d = x.shape
         NH, hd = self.num_heads, self.head_dim
         y = self.norm(x)
         y_conv, conv_buffer = self.conv(y, state.conv)
@@ -139,24 +158,26 @@ class SLSTMCell(ResidualBlock):
             if self.weight_dropout
             else self.recurrent_weight
         )
-        h, c, n, m, _ = state
-        outs = []
-        # unbind, not wx[:, t]: each indexing op's backward would write a window-sized zero tensor
-        for wx_t in wx.unbind(1):  # (B, 4, NH, hd) per step
-            rh = torch.bmm(
-                h.view(B, NH, hd).transpose(0, 1), recurrent
-            )  # (NH, B, hd) @ (NH, hd, 4hd)
-            rh = rh.view(NH, B, GATES, hd).permute(1, 2, 0, 3)  # (NH, B, 4hd) -> (B, 4, NH, hd)
-            pre = (wx_t + rh).flatten(2)  # (B, 4, NH, hd) -> (B, 4, d)
-            h, c, n, m = slstm_pointwise(
-                *pre.unbind(1), c, n, m, forget_gate=self.config.forget_gate
+        if window_function_applies(self, x, state):
+            cell_out, h, c, n, m = slstm_window(
+                wx, *state[:4], recurrent, forget_gate=self.config.forget_gate
             )
-            outs.append(h)
-        cell_out = torch.stack(outs, dim=1)  # (B, T, d)
+        else:
+            cell_out, (h, c, n, m) = self._loop(wx, state, recurrent)
         x = x + self.cell_norm(self.dropout(cell_out))
         gate, value = self.ffn_up(self.ffn_norm(x)).chunk(2, dim=-1)  # (B, T, F) each
         x = x + self.dropout(self.ffn_down(F.gelu(gate) * value))
         return x, SLSTMState(h, c, n, m, conv_buffer)
+
+    def _loop(self, wx: Tensor, state: SLSTMState, recurrent: Tensor):
+        """The reference recurrence, step by step: wx (B, T, 4, NH, hd) -> (B, T, d), (h, c, n, m)."""
+        h, c, n, m, _ = state
+        outs = []
+        # unbind, not wx[:, t]: each indexing op's backward would write a window-sized zero tensor
+        for wx_t in wx.unbind(1):  # (B, 4, NH, hd) per step
+            h, c, n, m = slstm_step(wx_t, h, c, n, m, recurrent, self.config.forget_gate)
+            outs.append(h)
+        return torch.stack(outs, dim=1), (h, c, n, m)  # (B, T, d)
 
     def extra_repr(self) -> str:
         return f"d={self.hidden_dim}, heads={self.num_heads}, ffn={self.ffn_dim}, forget_gate={self.config.forget_gate}"

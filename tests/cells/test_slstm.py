@@ -1,4 +1,5 @@
-"""The sLSTM block: parameter formula, gradcheck, carried state (cell and conv buffer), init."""
+"""The sLSTM block: parameter formula, gradcheck, carried state (cell and conv buffer), init,
+and the window Function (slstm_window.py) against the step loop and finite differences."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ import torch
 
 from lstmlab.cells import build_layer
 from lstmlab.cells.configs import SLSTMConfig
-from lstmlab.cells.slstm import SLSTMCell, powerlaw_forget_bias
+from lstmlab.cells.slstm import SLSTMCell, SLSTMState, powerlaw_forget_bias
+from lstmlab.cells.slstm_window import slstm_window
 from lstmlab.errors import ConfigError
 
 from support import check_carried_state
@@ -92,3 +94,93 @@ def test_weight_dropout_masks_the_recurrent_maps_in_training_only():
 def test_heads_must_divide_the_width():
     with pytest.raises(ConfigError, match="num_heads"):
         build_layer(SLSTMConfig(hidden_dim=10, num_heads=4), 10)
+
+
+def _state(batch, d, *, zero, dtype=torch.float64):
+    """A carried state (n ≥ 1 as after any step) or the zero state, every tensor a leaf."""
+    if zero:
+        s = [torch.zeros(batch, d, dtype=dtype) for _ in range(4)]
+    else:
+        s = [torch.randn(batch, d, dtype=dtype) for _ in range(4)]
+        s[2] = 1.0 + torch.rand(batch, d, dtype=dtype)  # n
+    conv = torch.randn(batch, 3, d, dtype=dtype)
+    return SLSTMState(*(t.requires_grad_() for t in (*s, conv)))
+
+
+def _outputs_and_gradients(block, x, s0, *, window_function, seed=1):
+    """Outputs, final state and the gradients w.r.t. x, the state and every parameter of a loss
+    that weighs every output differently and also reads the final c, n, m (not gauge invariant)."""
+    block.window_function = window_function
+    torch.manual_seed(seed)  # the same DropConnect and dropout masks for both paths
+    y, s = block(x, s0)
+    ramp = torch.linspace(-1.0, 1.0, y.numel(), dtype=y.dtype).view_as(y)
+    loss = (y * ramp).sum() + (0.3 * s.h).sum() + (s.c**2).sum() - (0.2 * s.n).sum()
+    loss = loss + (0.1 * s.m**2).sum()
+    grads = torch.autograd.grad(loss, [x, *s0, *block.parameters()])
+    return (y, *s, *grads), s.c.grad_fn.name()
+
+
+@pytest.mark.parametrize("zero_state", [False, True], ids=["carried", "zero"])
+@pytest.mark.parametrize("forget_gate", ["sigmoid", "exponential"])
+def test_window_function_matches_the_step_loop(forget_gate, zero_state):
+    """Parity of the fast path: outputs, final state and every gradient equal autograd through
+    the step loop (float64), with DropConnect and dropout on in training mode."""
+    torch.manual_seed(0)
+    config = SLSTMConfig(hidden_dim=8, num_heads=2, forget_gate=forget_gate, dropout=0.1)
+    block = build_layer(config, 6, weight_dropout=0.3).double().train()
+    with torch.no_grad():  # R = 0 at init would hide a wrong recurrence
+        block.recurrent_weight.normal_(0, 0.5)
+    x = torch.randn(3, 7, 6, dtype=torch.float64, requires_grad=True)
+    s0 = _state(3, 8, zero=zero_state)
+    fast, fast_node = _outputs_and_gradients(block, x, s0, window_function=True)
+    ref, ref_node = _outputs_and_gradients(block, x, s0, window_function=False)
+    assert "SLSTMWindow" in fast_node and "SLSTMWindow" not in ref_node
+    for a, b in zip(fast, ref, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-11, atol=1e-11)
+
+
+@pytest.mark.parametrize("zero_state", [False, True], ids=["carried", "zero"])
+@pytest.mark.parametrize("forget_gate", ["sigmoid", "exponential"])
+def test_window_function_gradcheck_float64(forget_gate, zero_state):
+    """The hand-written backward against finite differences (fast mode: a random projection
+    of the Jacobian, every output weighed, final c, n, m included; the parity test below
+    checks every entry against autograd). From a zero state n_0 = 0 selects m' = ĩ, a branch
+    that a perturbed n_0 would leave, so n_0 is then held fixed."""
+    torch.manual_seed(0)
+    B, T, NH, hd = 2, 4, 2, 3
+    wx = torch.randn(B, T, 4, NH, hd, dtype=torch.float64, requires_grad=True)
+    h0, c0, n0, m0, _ = _state(B, NH * hd, zero=zero_state)
+    if zero_state:
+        n0 = n0.detach()
+    recurrent = (0.5 * torch.randn(NH, hd, 4 * hd, dtype=torch.float64)).requires_grad_()
+
+    def fn(wx, h0, c0, n0, m0, recurrent):
+        return slstm_window(wx, h0, c0, n0, m0, recurrent, forget_gate=forget_gate)
+
+    assert torch.autograd.gradcheck(fn, (wx, h0, c0, n0, m0, recurrent), fast_mode=True)
+
+
+@pytest.mark.parametrize("case", ["no_grad", "autocast", "switched_off"])
+def test_window_function_is_skipped_without_gradients(case, monkeypatch):
+    """Inference and sampling keep the step loop (no buffers to fill for a backward), and so
+    do autocast's mixed dtypes and `window_function = False`."""
+    block = _block(d=8, heads=2).train()
+    x = torch.randn(2, 4, 8)
+    expected, _ = block(x, block.initial_state(2))
+
+    def fail(*args, **kwargs):
+        raise AssertionError("the window Function ran")
+
+    monkeypatch.setattr("lstmlab.cells.slstm.slstm_window", fail)
+    if case == "no_grad":
+        with torch.no_grad():
+            y, _ = block(x, block.initial_state(2))
+        torch.testing.assert_close(y, expected.detach())
+    elif case == "autocast":
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            y, _ = block(x, block.initial_state(2))
+        y.float().sum().backward()
+    else:
+        block.window_function = False
+        y, _ = block(x, block.initial_state(2))
+        torch.testing.assert_close(y, expected)
