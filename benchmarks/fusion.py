@@ -16,8 +16,12 @@ input = hidden, batch 32, 256 symbols) under each way to run its time loop:
                          (where the cell has one: multiplicative, mogrifier)
     window Function      the cell's hand-written window Function (the default)
 
-reported as training tokens/s, as a ratio to torch.nn.LSTM measured in the same
-run, and with the first call's time (tracing or compilation included). Results
+reported as training tokens/s, as a ratio to torch.nn.LSTM, and with the first
+call's time (tracing or compilation included; inductor's on-disk cache can
+shorten a repeated compile). Per cell the ways and the yardstick are timed
+interleaved, one training step of each per round, so load from other processes
+falls on all of them alike; the median of --steps rounds after the first call
+and two warm-ups is reported. Results
 go to benchmarks/results/fusion-<machine>-<time>.{md,json}.
 """
 
@@ -27,6 +31,7 @@ import argparse
 import datetime as dt
 import json
 import pkgutil
+import statistics
 import time
 import warnings
 from collections.abc import Callable
@@ -43,7 +48,6 @@ from lstmlab.bench import (
     BenchReport,
     build_bench_model,
     describe_machine,
-    median_seconds,
     results_stem,
 )
 from lstmlab.cells import RecurrentCell, detach_state
@@ -61,6 +65,7 @@ UPDATE_SITES = {
 STEP_SITES = {
     "multiplicative": "lstmlab.cells.multiplicative.multiplicative_step",
     "mogrifier": "lstmlab.cells.mogrifier.MogrifierCell._mogrifier_step",
+    "slstm": "lstmlab.cells.slstm.slstm_step",
 }
 
 
@@ -124,13 +129,14 @@ def variants_for(cell_kind: str) -> list[str]:
     return [*names, "window Function"]
 
 
-def training_seconds(model, batch: int, window: int, steps: int) -> tuple[float, float]:
-    """(first call's seconds, median seconds of a training step after two more warm-ups)."""
+def make_train_step(model, batch: int, window: int) -> Callable[[], None]:
+    """One training step of `model` on fixed random ids: forward, cross-entropy, backward, Adam."""
     gen = torch.Generator().manual_seed(0)
     x = torch.randint(0, VOCAB_SIZE, (batch, window), generator=gen)  # (B, T)
     y = torch.randint(0, VOCAB_SIZE, (batch, window), generator=gen)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
     carried = {"state": model.initial_state(batch)}
+    model.train()
 
     def train_step() -> None:
         logits, state = model(x, detach_state(carried["state"]))  # (B, T, V)
@@ -139,15 +145,23 @@ def training_seconds(model, batch: int, window: int, steps: int) -> tuple[float,
         optimizer.zero_grad(set_to_none=True)
         carried["state"] = state
 
-    model.train()
-    t0 = time.perf_counter()
-    train_step()
-    first = time.perf_counter() - t0
-    return first, median_seconds(train_step, warmup=2, steps=steps, device=torch.device("cpu"))
+    return train_step
 
 
 def the_cell(model) -> RecurrentCell:
     return next(m for m in model.modules() if isinstance(m, RecurrentCell))
+
+
+def interleaved_seconds(runs: dict[str, Callable[[], None]], rounds: int) -> dict[str, list[float]]:
+    """Wall seconds of every call: `rounds` rounds, each calling every run once in turn, so
+    load from other processes falls on all of them alike. The first round is the first call."""
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(rounds):
+        for name, run in runs.items():
+            t0 = time.perf_counter()
+            run()
+            times[name].append(time.perf_counter() - t0)
+    return times
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -165,29 +179,42 @@ def main(argv: list[str] | None = None) -> None:
     if opts.threads:
         torch.set_num_threads(opts.threads)
     tokens = opts.batch * opts.window
-    torch.manual_seed(0)
-    _, ref_s = training_seconds(
-        build_bench_model(YARDSTICK, opts.hidden), opts.batch, opts.window, opts.steps
-    )
-    rows = [
-        {"cell": YARDSTICK, "variant": "cuDNN/ATen fused", "first_s": None, "tok_s": tokens / ref_s}
-    ]
-    print(f"{YARDSTICK}: {tokens / ref_s:,.0f} tok/s")
+    wanted = opts.variants.split(",") if opts.variants else None
+    rows = []
     for kind in opts.cells.split(","):
-        wanted = opts.variants.split(",") if opts.variants else None
+        runs = {
+            YARDSTICK: make_train_step(
+                build_bench_model(YARDSTICK, opts.hidden), opts.batch, opts.window
+            )
+        }
         for name in variants_for(kind):
             if wanted and name not in wanted:
                 continue
             torch.manual_seed(0)
             model = build_bench_model(kind, opts.hidden)
-            torch._dynamo.reset()
-            with variant(name, kind, the_cell(model)):
-                first, step_s = training_seconds(model, opts.batch, opts.window, opts.steps)
-            row = {"cell": kind, "variant": name, "first_s": first, "tok_s": tokens / step_s}
+            step = make_train_step(model, opts.batch, opts.window)
+
+            def run(name=name, kind=kind, cell=the_cell(model), step=step) -> None:
+                with variant(name, kind, cell):
+                    step()
+
+            runs[name] = run
+        times = interleaved_seconds(runs, 3 + opts.steps)  # first call, 2 warm-ups, timed steps
+        ref_s = statistics.median(times[YARDSTICK][3:])
+        for name, secs in times.items():
+            step_s = statistics.median(secs[3:])
+            row = {
+                "cell": kind if name != YARDSTICK else YARDSTICK,
+                "variant": name if name != YARDSTICK else f"yardstick for {kind}",
+                "first_s": secs[0],
+                "tok_s": tokens / step_s,
+                "ratio": ref_s / step_s,
+            }
             rows.append(row)
-            print(f"{kind:>15} {name:<20} {row['tok_s']:>8,.0f} tok/s  first call {first:6.1f} s")
-    for row in rows:
-        row["ratio"] = row["tok_s"] * ref_s / tokens
+            print(
+                f"{kind:>15} {name:<20} {row['tok_s']:>8,.0f} tok/s  {row['ratio']:.2f}x  "
+                f"first call {secs[0]:6.1f} s"
+            )
     write(rows, opts)
 
 
@@ -206,16 +233,16 @@ def write(rows: list[dict], opts) -> None:
         f"{machine['torch']} with {machine['torch_threads']} threads, load average at start "
         f"{machine['load_average_at_start']}",
         f"- training step of the benchmark LM: hidden {opts.hidden}, window {opts.window}, "
-        f"batch {opts.batch}, float32, median of {opts.steps} steps after the first call and "
-        "2 warm-ups; ratio to torch.nn.LSTM in the same run",
+        f"batch {opts.batch}, float32; per cell the ways and torch.nn.LSTM run interleaved, "
+        f"median of {opts.steps} rounds after the first call and 2 warm-ups",
         "",
         "| cell | way | train tok/s | × nn.LSTM | first call s |",
         "|---|---|---:|---:|---:|",
     ]
     for r in rows:
-        first = "" if r["first_s"] is None else f"{r['first_s']:.1f}"
         lines.append(
-            f"| {r['cell']} | {r['variant']} | {r['tok_s']:,.0f} | {r['ratio']:.2f} | {first} |"
+            f"| {r['cell']} | {r['variant']} | {r['tok_s']:,.0f} | {r['ratio']:.2f} "
+            f"| {r['first_s']:.1f} |"
         )
     (opts.out_dir / f"{stem}.md").write_text("\n".join(lines) + "\n")
     print(f"wrote {opts.out_dir / stem}.md")

@@ -68,7 +68,7 @@ def test_writes_a_table_and_json(tmp_path, capsys):
     (js,) = tmp_path.glob("fusion-*.json")
     rows = json.loads(js.read_text())["rows"]
     assert [(r["cell"], r["variant"]) for r in rows] == [
-        ("torch.nn.LSTM", "cuDNN/ATen fused"),
+        ("torch.nn.LSTM", "yardstick for multiplicative"),
         ("multiplicative", "eager loop"),
         ("multiplicative", "window Function"),
     ]
