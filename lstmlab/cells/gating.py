@@ -291,14 +291,18 @@ def mlstm_chunkwise(
         for summary in zip(*(x.unbind(2) for x in (g, dC, dn, m_local))):
             starts.append(state)
             state = _advance(state, *summary)
-        C0, n0, m0 = (torch.stack(s, dim=2) for s in zip(*starts))  # (B, NH, NC, …)
+        # one chunk (the reference training window) starts from the carried state itself:
+        # a view, not a copy of the (B, NH, DH, DH) memory
+        C0, n0, m0 = (
+            s[0].unsqueeze(2) if NC == 1 else torch.stack(s, dim=2) for s in zip(*starts)
+        )  # (B, NH, NC, …)
         h = _window_outputs(qc, kc, vc, ic, fc, C0, n0, m0)  # (B, NH, NC, L, DH)
         outs.append(h.flatten(2, 3))  # (B, NH, NC·L, DH)
         q, k, v, i_pre, log_f = (x[:, :, full:] for x in (q, k, v, i_pre, log_f))
     if q.shape[2]:
         outs.append(_window_outputs(q, k, v, i_pre, log_f, *state))
         state = _advance(state, *_window_summary(k, v, i_pre, log_f))
-    h = torch.cat(outs, dim=2)  # (B, NH, T, DH)
+    h = outs[0] if len(outs) == 1 else torch.cat(outs, dim=2)  # (B, NH, T, DH), no lone-part copy
     return h.to(out_dtype), state
 
 
