@@ -149,7 +149,11 @@ class MLSTMCell(ResidualBlock):
     def forward(self, x: Tensor, state: MLSTMState) -> tuple[Tensor, MLSTMState]:
         """x (B, T, E) -> (B, T, d)."""
         x = self.lift(x)  # (B, T, d)
-        u, z = self.up(self.norm(x)).chunk(2, dim=-1)  # (B, T, D) each
+        # two products on the halves of W_up, not one split: u comes out contiguous and the
+        # backward adds two (B, T, d) gradients instead of concatenating two (B, T, D) ones
+        x_norm = self.norm(x)
+        w_u, w_z = self.up.weight.chunk(2, dim=0)  # (D, d) each
+        u, z = F.linear(x_norm, w_u), F.linear(x_norm, w_z)  # (B, T, D) each
         u_conv, conv_buffer = self.conv(u, state.conv)
         u_conv = F.silu(u_conv)
         # q and k read u_conv in one pass: their 4×4 blocks side by side, (G, 8, 4)
