@@ -85,6 +85,19 @@ def block_diagonal(x: Tensor, weight: Tensor) -> Tensor:
     return y.transpose(0, 1).reshape(*lead, G * o)  # (…, G·o)
 
 
+def block_diagonal_heads(x: Tensor, weight: Tensor, num_heads: int, maps: int = 1) -> Tensor:
+    """x (B, T, G·i) through G blocks `weight` (G, P·o, i) -> (P, B, NH, T, DH): `block_diagonal`
+    of P maps whose blocks sit side by side along o, each output split into NH heads
+    of DH = G·o / NH, written head-major in the one copy the blocks' layout needs anyway.
+    """
+    G, Po, i = weight.shape
+    B, T = x.shape[:2]
+    xb = x.reshape(B * T, G, i).transpose(0, 1)  # (G, B·T, i)
+    y = torch.bmm(xb, weight.transpose(1, 2))  # (G, B·T, P·o)
+    y = y.view(num_heads, G // num_heads, B, T, maps, Po // maps)  # (NH, G/NH, B, T, P, o)
+    return y.permute(4, 2, 0, 3, 1, 5).reshape(maps, B, num_heads, T, -1)  # (P, B, NH, T, DH)
+
+
 class MLSTMCell(ResidualBlock):
     """xLSTM mLSTM residual block (matrix memory); `hidden_dim` is the model width d."""
 
@@ -156,49 +169,45 @@ class MLSTMCell(ResidualBlock):
         u, z = F.linear(x_norm, w_u), F.linear(x_norm, w_z)  # (B, T, D) each
         u_conv, conv_buffer = self.conv(u, state.conv)
         u_conv = F.silu(u_conv)
-        # q and k read u_conv in one pass: their 4×4 blocks side by side, (G, 8, 4)
-        qk = block_diagonal(u_conv, torch.cat([self.q.weight, self.k.weight], dim=1))
-        q, k = qk.unflatten(-1, (-1, 2, QKV_BLOCK)).unbind(-2)  # (B, T, G, 4) each
-        q, k = q.flatten(-2), k.flatten(-2)  # (B, T, D)
-        v = self.v(u)  # (B, T, D)
-        i_pre, f_pre = self._gates(q, k, v)  # (B, NH, T) each
-
-        def heads(t: Tensor) -> Tensor:
-            return t.unflatten(-1, (self.num_heads, self.head_dim)).transpose(
-                1, 2
-            )  # (B, NH, T, DH)
-
+        # q and k read u_conv in one pass: their 4×4 blocks side by side, (G, 8, 4); q, k, v
+        # come out head-major, the layout the memory's batched products read without copies
+        qk_w = torch.cat([self.q.weight, self.k.weight], dim=1)  # (G, 8, 4)
+        q, k = block_diagonal_heads(u_conv, qk_w, self.num_heads, maps=2).unbind(0)
+        v = block_diagonal_heads(u, self.v.weight, self.num_heads).squeeze(0)  # (B, NH, T, DH)
+        i_pre, f_pre = self._gates(u_conv, u)  # (B, NH, T) each
         memory = state[:3]
         if x.shape[1] == 1:
-            h, memory = mlstm_recurrent(heads(q), heads(k), heads(v), i_pre, f_pre, memory)
+            h, memory = mlstm_recurrent(q, k, v, i_pre, f_pre, memory)
         else:
-            h, memory = mlstm_chunkwise(
-                heads(q),
-                heads(k),
-                heads(v),
-                i_pre,
-                f_pre,
-                memory,
-                chunk_size=self.chunk_size,
-            )
+            h, memory = mlstm_chunkwise(q, k, v, i_pre, f_pre, memory, chunk_size=self.chunk_size)
         h = self.head_norm(h.transpose(1, 2).flatten(2))  # (B, NH, T, DH) -> (B, T, D)
         h = (h + self.skip * u_conv) * F.silu(z)
         y = x + self.dropout(self.down(h))  # (B, T, d)
         return y, MLSTMState(*memory, conv_buffer)
 
-    def _gates(self, q: Tensor, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
-        """Input and forget pre-activations from concat(q, k, v), without building the concat."""
-        # one contiguous (2 NH, D) weight per input: its transpose is then column-major, and
-        # autograd forms the weight gradient as (2 NH × B·T)(B·T × D), 10× faster on CPU
-        # than the (D × B·T)(B·T × 2 NH) it takes for a strided column slice
+    def _gates(self, u_conv: Tensor, u: Tensor) -> tuple[Tensor, Tensor]:
+        """Input and forget pre-activations from concat(q, k, v), read from u_conv and u.
+
+        The gates are linear in q, k, v, which are block-diagonal maps of u_conv and u,
+        so the two products fold into (2 NH, D) weights: the window-sized q, k, v are
+        neither read here nor given a second gradient to add up.
+        """
+        G = self.inner_dim // QKV_BLOCK
         w_q, w_k, w_v = (
-            torch.cat(pair, dim=0)
+            torch.cat(pair, dim=0).unflatten(1, (G, QKV_BLOCK))
             for pair in zip(self.igate.weight.chunk(3, dim=1), self.fgate.weight.chunk(3, dim=1))
-        )  # (2 NH, D) each
+        )  # (2 NH, G, 4) each: the weights on q, k, v
+        # w · (block map of x) = (w through the blocks) · x; contiguous, so the transposes
+        # below are column-major and the weight gradients are (2 NH × B·T)(B·T × D) products
+        w_conv = (
+            torch.einsum("ogr,gri->ogi", w_q, self.q.weight)
+            + torch.einsum("ogr,gri->ogi", w_k, self.k.weight)
+        ).flatten(1)  # (2 NH, D)
+        w_u = torch.einsum("ogr,gri->ogi", w_v, self.v.weight).flatten(1)  # (2 NH, D)
         b = torch.cat([self.igate.bias, self.fgate.bias])  # (2 NH)
-        g = torch.addmm(b, q.flatten(0, 1), w_q.t())  # (B·T, 2 NH)
-        g = g.addmm(k.flatten(0, 1), w_k.t()).addmm(v.flatten(0, 1), w_v.t())
-        g = g.unflatten(0, q.shape[:2]).transpose(1, 2)  # (B, 2 NH, T)
+        g = torch.addmm(b, u_conv.flatten(0, 1), w_conv.t())  # (B·T, 2 NH)
+        g = g.addmm(u.flatten(0, 1), w_u.t())
+        g = g.unflatten(0, u.shape[:2]).transpose(1, 2)  # (B, 2 NH, T)
         return g[:, : self.num_heads], g[:, self.num_heads :]
 
     def extra_repr(self) -> str:
