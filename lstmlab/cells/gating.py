@@ -235,9 +235,10 @@ def _advance(state: MatrixMemory, g, dC, dn, m_local) -> MatrixMemory:
     m_new = torch.maximum(g + m, m_local)
     a = torch.exp(g + m - m_new)
     b = torch.exp(m_local - m_new)
+    # addcmul: the (DH × DH) sum is written once, not as two scaled temporaries and their sum
     return MatrixMemory(
-        a[..., None, None] * C + b[..., None, None] * dC,
-        a[..., None] * n + b[..., None] * dn,
+        torch.addcmul(b[..., None, None] * dC, a[..., None, None], C),
+        torch.addcmul(b[..., None] * dn, a[..., None], n),
         m_new,
     )
 

@@ -184,7 +184,7 @@ class MLSTMCell(ResidualBlock):
         else:
             h, memory = mlstm_chunkwise(q, k, v, i_pre, f_pre, memory, chunk_size=self.chunk_size)
         h = self.head_norm(h.transpose(1, 2).flatten(2))  # (B, NH, T, DH) -> (B, T, D)
-        h = (h + self.skip * u_conv) * F.silu(z)
+        h = torch.addcmul(h, self.skip, u_conv) * F.silu(z)  # (h + s ⊙ u_c) ⊙ SiLU(z)
         y = x + self.dropout(self.down(h))  # (B, T, d)
         return y, MLSTMState(*memory, conv_buffer)
 
