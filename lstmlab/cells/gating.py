@@ -210,9 +210,13 @@ def _window_outputs(q, k, v, i_pre, log_f, C0, n0, m0) -> Tensor:
     mu = torch.maximum(log_a, log_d.amax(-1))  # (…, T) row stabiliser = the recurrent m_t
     scores = (q @ k.transpose(-1, -2)) * torch.exp(log_d - mu.unsqueeze(-1))  # (…, T, T)
     carry = torch.exp(log_a - mu)  # (…, T)
-    num = carry.unsqueeze(-1) * (q @ C0) + scores @ v  # (…, T, DH)
     den = carry * (q @ n0.unsqueeze(-1)).squeeze(-1) + scores.sum(-1)  # (…, T)
-    return num / (torch.maximum(den.abs(), _floor(mu)) + EPS).unsqueeze(-1)
+    scale = 1.0 / (torch.maximum(den.abs(), _floor(mu)) + EPS)  # (…, T)
+    # h = (carry q C0 + scores v) / den with the division moved onto the (T × T) scores and
+    # the (…, T) carry: the (T × DH) products are combined in one pass, not scaled twice
+    return torch.addcmul(
+        (scores * scale.unsqueeze(-1)) @ v, q @ C0, (carry * scale).unsqueeze(-1)
+    )  # (…, T, DH)
 
 
 def _window_summary(k, v, i_pre, log_f) -> tuple[Tensor, Tensor, Tensor, Tensor]:
