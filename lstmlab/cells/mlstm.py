@@ -30,6 +30,7 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.autograd.function import once_differentiable
 
 from lstmlab.cells.configs import MLSTMConfig
 from lstmlab.cells.gating import compute_dtype, mlstm_chunkwise, mlstm_recurrent
@@ -85,20 +86,48 @@ def block_diagonal(x: Tensor, weight: Tensor) -> Tensor:
     return y.transpose(0, 1).reshape(*lead, G * o)  # (…, G·o)
 
 
-def block_diagonal_heads(x: Tensor, weight: Tensor, num_heads: int, maps: int = 1) -> Tensor:
-    """x (B, T, G·i) through G blocks `weight` (G, P·o, i) -> (P, B, NH, T, DH): `block_diagonal`
-    of P maps whose blocks sit side by side along o, each output split into NH heads
-    of DH = G·o / NH and written head-major, the layout the matrix memory reads.
+def block_diagonal_heads(
+    x: Tensor, weight: Tensor, num_heads: int, maps: int = 1
+) -> tuple[Tensor, ...]:
+    """x (B, T, G·i) through G blocks `weight` (G, P·o, i) -> P tensors (B, NH, T, DH):
+    `block_diagonal` of P maps whose blocks sit side by side along o, each output split
+    into NH heads of DH = G·o / NH and written head-major, the layout the matrix memory reads.
     """
     G, Po, i = weight.shape
-    B, T = x.shape[:2]
     # a grouped 1×1 convolution of (B, G·i, 1, T) viewed channels-last is the block map on the
     # (B, T, ·) layout as it lies (6× faster forward and backward than a bmm over G on CPU,
     # which gathers (G, B·T, ·) operands 16 bytes at a time)
     y = F.conv2d(x.transpose(1, 2).unsqueeze(2), weight.reshape(G * Po, i, 1, 1), groups=G)
     y = y.squeeze(2).transpose(1, 2)  # (B, G·P·o, 1, T) channels-last -> (B, T, G·P·o)
-    y = y.view(B, T, num_heads, G // num_heads, maps, Po // maps)  # (B, T, NH, G/NH, P, o)
-    return y.permute(4, 0, 2, 1, 3, 5).reshape(maps, B, num_heads, T, -1)  # (P, B, NH, T, DH)
+    return _SplitHeads.apply(y, num_heads, maps, Po // maps)
+
+
+class _SplitHeads(torch.autograd.Function):
+    """(B, T, G·P·o) with the P maps' o outputs interleaved per block -> P head-major tensors.
+
+    Each output is one strided copy, and the backward writes the P gradients straight
+    into one interleaved buffer: the autograd of a permuted reshape and unbind would
+    first stack the P gradients, then gather them 16 bytes at a time (~4% of a step).
+    """
+
+    @staticmethod
+    def forward(ctx, y: Tensor, num_heads: int, maps: int, block_out: int) -> tuple[Tensor, ...]:
+        B, T, C = y.shape
+        ctx.dims = (B, T, num_heads, C // (num_heads * maps * block_out), maps, block_out)
+        blocks = y.view(ctx.dims)  # (B, T, NH, G/NH, P, o)
+        return tuple(
+            blocks[:, :, :, :, p].transpose(1, 2).reshape(B, num_heads, T, -1)  # (B, NH, T, DH)
+            for p in range(maps)
+        )
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, *grads: Tensor) -> tuple[Tensor | None, ...]:
+        B, T, NH, G_head, P, o = ctx.dims
+        d_y = torch.empty(ctx.dims, dtype=grads[0].dtype, device=grads[0].device)
+        for p, g in enumerate(grads):  # (B, NH, T, DH) -> (B, T, NH, G/NH, o) in place
+            d_y[:, :, :, :, p].copy_(g.view(B, NH, T, G_head, o).transpose(1, 2))
+        return d_y.view(B, T, -1), None, None, None  # (B, T, G·P·o)
 
 
 class MLSTMCell(ResidualBlock):
@@ -175,8 +204,8 @@ class MLSTMCell(ResidualBlock):
         # q and k read u_conv in one pass: their 4×4 blocks side by side, (G, 8, 4); q, k, v
         # come out head-major, the layout the memory's batched products read without copies
         qk_w = torch.cat([self.q.weight, self.k.weight], dim=1)  # (G, 8, 4)
-        q, k = block_diagonal_heads(u_conv, qk_w, self.num_heads, maps=2).unbind(0)
-        v = block_diagonal_heads(u, self.v.weight, self.num_heads).squeeze(0)  # (B, NH, T, DH)
+        q, k = block_diagonal_heads(u_conv, qk_w, self.num_heads, maps=2)  # (B, NH, T, DH) each
+        (v,) = block_diagonal_heads(u, self.v.weight, self.num_heads)  # (B, NH, T, DH)
         i_pre, f_pre = self._gates(u_conv, u)  # (B, NH, T) each
         memory = state[:3]
         if x.shape[1] == 1:

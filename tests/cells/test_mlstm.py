@@ -84,13 +84,15 @@ def test_gradcheck_in_float64():
 
 
 def test_block_diagonal_heads_is_block_diagonal_split_into_heads():
-    x = torch.randn(2, 3, 24, dtype=torch.float64)  # G = 6 blocks of 4
+    x = torch.randn(2, 3, 24, dtype=torch.float64, requires_grad=True)  # G = 6 blocks of 4
     wa, wb = torch.randn(2, 6, 4, 4, dtype=torch.float64)
-    both = block_diagonal_heads(x, torch.cat([wa, wb], dim=1), num_heads=3, maps=2)
-    assert both.shape == (2, 2, 3, 3, 8) and both.is_contiguous()  # (P, B, NH, T, DH)
-    for out, w in zip(both, (wa, wb)):
-        ref = block_diagonal(x, w).unflatten(-1, (3, 8)).transpose(1, 2)  # (B, NH, T, DH)
+    w = torch.cat([wa, wb], dim=1).requires_grad_()
+    both = block_diagonal_heads(x, w, num_heads=3, maps=2)
+    for out, w_map in zip(both, (wa, wb), strict=True):
+        assert out.shape == (2, 3, 3, 8) and out.is_contiguous()  # (B, NH, T, DH)
+        ref = block_diagonal(x, w_map).unflatten(-1, (3, 8)).transpose(1, 2)  # (B, NH, T, DH)
         torch.testing.assert_close(out, ref, rtol=0, atol=1e-12)
+    assert torch.autograd.gradcheck(lambda x, w: block_diagonal_heads(x, w, 3, 2), (x, w))
 
 
 def test_forward_equals_the_block_formula_with_concatenated_gate_inputs():
