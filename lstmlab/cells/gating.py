@@ -210,9 +210,13 @@ def _window_outputs(q, k, v, i_pre, log_f, C0, n0, m0) -> Tensor:
     mu = torch.maximum(log_a, log_d.amax(-1))  # (…, T) row stabiliser = the recurrent m_t
     scores = (q @ k.transpose(-1, -2)) * torch.exp(log_d - mu.unsqueeze(-1))  # (…, T, T)
     carry = torch.exp(log_a - mu)  # (…, T)
-    num = carry.unsqueeze(-1) * (q @ C0) + scores @ v  # (…, T, DH)
     den = carry * (q @ n0.unsqueeze(-1)).squeeze(-1) + scores.sum(-1)  # (…, T)
-    return num / (torch.maximum(den.abs(), _floor(mu)) + EPS).unsqueeze(-1)
+    scale = 1.0 / (torch.maximum(den.abs(), _floor(mu)) + EPS)  # (…, T)
+    # h = (carry q C0 + scores v) / den with the division moved onto the (T × T) scores and
+    # the (…, T) carry: the (T × DH) products are combined in one pass, not scaled twice
+    return torch.addcmul(
+        (scores * scale.unsqueeze(-1)) @ v, q @ C0, (carry * scale).unsqueeze(-1)
+    )  # (…, T, DH)
 
 
 def _window_summary(k, v, i_pre, log_f) -> tuple[Tensor, Tensor, Tensor, Tensor]:
@@ -235,9 +239,10 @@ def _advance(state: MatrixMemory, g, dC, dn, m_local) -> MatrixMemory:
     m_new = torch.maximum(g + m, m_local)
     a = torch.exp(g + m - m_new)
     b = torch.exp(m_local - m_new)
+    # addcmul: the (DH × DH) sum is written once, not as two scaled temporaries and their sum
     return MatrixMemory(
-        a[..., None, None] * C + b[..., None, None] * dC,
-        a[..., None] * n + b[..., None] * dn,
+        torch.addcmul(b[..., None, None] * dC, a[..., None, None], C),
+        torch.addcmul(b[..., None] * dn, a[..., None], n),
         m_new,
     )
 
@@ -291,14 +296,18 @@ def mlstm_chunkwise(
         for summary in zip(*(x.unbind(2) for x in (g, dC, dn, m_local))):
             starts.append(state)
             state = _advance(state, *summary)
-        C0, n0, m0 = (torch.stack(s, dim=2) for s in zip(*starts))  # (B, NH, NC, …)
+        # one chunk (the reference training window) starts from the carried state itself:
+        # a view, not a copy of the (B, NH, DH, DH) memory
+        C0, n0, m0 = (
+            s[0].unsqueeze(2) if NC == 1 else torch.stack(s, dim=2) for s in zip(*starts)
+        )  # (B, NH, NC, …)
         h = _window_outputs(qc, kc, vc, ic, fc, C0, n0, m0)  # (B, NH, NC, L, DH)
         outs.append(h.flatten(2, 3))  # (B, NH, NC·L, DH)
         q, k, v, i_pre, log_f = (x[:, :, full:] for x in (q, k, v, i_pre, log_f))
     if q.shape[2]:
         outs.append(_window_outputs(q, k, v, i_pre, log_f, *state))
         state = _advance(state, *_window_summary(k, v, i_pre, log_f))
-    h = torch.cat(outs, dim=2)  # (B, NH, T, DH)
+    h = outs[0] if len(outs) == 1 else torch.cat(outs, dim=2)  # (B, NH, T, DH), no lone-part copy
     return h.to(out_dtype), state
 
 

@@ -67,6 +67,51 @@ class HeadwiseNorm(nn.Module):
         return normed.flatten(-2) * (1.0 + self.weight)  # (..., NH·DH)
 
 
+def conv_over_time(
+    x: Tensor, weight: Tensor, bias: Tensor | None = None, padding: int = 0
+) -> Tensor:
+    """Depthwise convolution along T: x (B, T, D), weight (D, K) -> (B, T + 2·padding − K + 1, D).
+
+    conv2d over (B, D, 1, T) viewed channels-last reads and writes the (B, T, D) layout
+    as it lies; conv1d on the transposed view copies in and out and runs ~10× slower.
+    """
+    y = F.conv2d(
+        x.transpose(1, 2).unsqueeze(2),  # (B, D, 1, T) channels-last
+        weight[:, None, None, :],  # (D, 1, 1, K)
+        bias,
+        padding=(0, padding),
+        groups=weight.shape[0],
+    )
+    return y.squeeze(2).transpose(1, 2)  # (B, D, 1, T') channels-last -> (B, T', D) contiguous
+
+
+class _ConvOverTime(torch.autograd.Function):
+    """`conv_over_time` with its own backward. On CPU, mkldnn's depthwise weight gradient
+    takes ~40× the forward (58 ms against 1.4 ms at B 32, T 131, D 1024); here the input
+    gradient is the same convolution of the output gradient with the kernel flipped and
+    the weight gradient K products summed over (B, T), 14 ms together."""
+
+    @staticmethod
+    def forward(ctx, full: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
+        ctx.save_for_backward(full, weight)
+        return conv_over_time(full, weight, bias)  # (B, T, D) from (B, T + K − 1, D)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
+        full, weight = ctx.saved_tensors
+        K, T = weight.shape[1], grad.shape[1]
+        d_full = d_weight = d_bias = None
+        if ctx.needs_input_grad[0]:
+            # input s feeds outputs s − K + 1 … s: pad the gradient by K − 1 on both sides
+            d_full = conv_over_time(grad, weight.flip(-1), padding=K - 1)  # (B, T + K − 1, D)
+        if ctx.needs_input_grad[1]:
+            taps = [(grad * full[:, k : k + T]).sum((0, 1)) for k in range(K)]  # K × (D,)
+            d_weight = torch.stack(taps, dim=-1)  # (D, K)
+        if ctx.needs_input_grad[2]:
+            d_bias = grad.sum((0, 1))  # (D,)
+        return d_full, d_weight, d_bias
+
+
 class CausalConv(nn.Module):
     """Depthwise causal 1-d convolution with bias; its state is the last K − 1 inputs."""
 
@@ -78,13 +123,19 @@ class CausalConv(nn.Module):
     def forward(self, x: Tensor, buffer: Tensor) -> tuple[Tensor, Tensor]:
         """x (B, T, D), buffer (B, K − 1, D) -> (y (B, T, D), new buffer (B, K − 1, D))."""
         full = torch.cat([buffer.to(x.dtype), x], dim=1)  # (B, K − 1 + T, D)
+        weight, bias = self.conv.weight.squeeze(1), self.conv.bias  # (D, K), (D,)
         if x.shape[1] == 1:
             # one output per unit (sampling): a weighted sum of the K inputs costs a fraction
             # of a convolution call and its layout copies
-            w = self.conv.weight.squeeze(1).t().contiguous()  # (D, 1, K) -> (K, D)
-            y = (full * w).sum(1, keepdim=True) + self.conv.bias  # (B, 1, D)
+            y = (full * weight.t().contiguous()).sum(1, keepdim=True) + bias  # (B, 1, D)
         else:
-            y = self.conv(full.transpose(1, 2)).transpose(1, 2)  # (B, D, ·) over time -> (B, T, D)
+            # the dtypes a convolution runs in under autocast, chosen here because the
+            # Function's backward runs outside autocast
+            device = x.device.type
+            dtype = (
+                torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else x.dtype
+            )
+            y = _ConvOverTime.apply(full.to(dtype), weight.to(dtype), bias.to(dtype))
         return y, full[:, full.shape[1] - (self.kernel - 1) :]  # (B, K − 1, D)
 
 

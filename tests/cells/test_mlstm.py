@@ -7,7 +7,8 @@ import torch
 
 from lstmlab.cells import build_layer
 from lstmlab.cells.configs import MLSTMConfig
-from lstmlab.cells.mlstm import MLSTMCell, MLSTMState
+from lstmlab.cells.gating import mlstm_recurrent
+from lstmlab.cells.mlstm import MLSTMCell, MLSTMState, block_diagonal, block_diagonal_heads
 from lstmlab.errors import ConfigError
 
 from support import check_carried_state
@@ -80,6 +81,43 @@ def test_gradcheck_in_float64():
     x = torch.randn(1, 5, 8, dtype=torch.float64, requires_grad=True)
     s0 = block.initial_state(1, dtype=torch.float64)
     assert torch.autograd.gradcheck(lambda x: block(x, s0)[0], (x,), fast_mode=True)
+
+
+def test_block_diagonal_heads_is_block_diagonal_split_into_heads():
+    x = torch.randn(2, 3, 24, dtype=torch.float64, requires_grad=True)  # G = 6 blocks of 4
+    wa, wb = torch.randn(2, 6, 4, 4, dtype=torch.float64)
+    w = torch.cat([wa, wb], dim=1).requires_grad_()
+    both = block_diagonal_heads(x, w, num_heads=3, maps=2)
+    for out, w_map in zip(both, (wa, wb), strict=True):
+        assert out.shape == (2, 3, 3, 8) and out.is_contiguous()  # (B, NH, T, DH)
+        ref = block_diagonal(x, w_map).unflatten(-1, (3, 8)).transpose(1, 2)  # (B, NH, T, DH)
+        torch.testing.assert_close(out, ref, rtol=0, atol=1e-12)
+    assert torch.autograd.gradcheck(lambda x, w: block_diagonal_heads(x, w, 3, 2), (x, w))
+
+
+def test_forward_equals_the_block_formula_with_concatenated_gate_inputs():
+    """The folded gate weights and head-major q, k, v change no result: compare the block
+    with its docstring formula, written the plain way, in float64."""
+    block = _block(d=16, heads=2, chunk=4).double()
+    for p in block.parameters():  # nonzero gate weights and norm weights
+        p.data.add_(0.1 * torch.randn_like(p))
+    x = torch.randn(2, 9, 16, dtype=torch.float64)
+    s0 = block.initial_state(2, dtype=torch.float64)
+    u, z = block.up(block.norm(x)).chunk(2, dim=-1)
+    conv_in = torch.cat([s0.conv, u], dim=1).transpose(1, 2)  # (B, D, K − 1 + T)
+    u_conv = torch.nn.functional.silu(block.conv.conv(conv_in).transpose(1, 2))
+    q, k, v = block.q(u_conv), block.k(u_conv), block.v(u)
+    qkv = torch.cat([q, k, v], dim=-1)
+    i_pre, f_pre = (gate(qkv).transpose(1, 2) for gate in (block.igate, block.fgate))
+
+    def heads(t):
+        return t.unflatten(-1, (2, block.head_dim)).transpose(1, 2)  # (B, NH, T, DH)
+
+    h, _ = mlstm_recurrent(heads(q), heads(k), heads(v), i_pre, f_pre, s0[:3])
+    h = block.head_norm(h.transpose(1, 2).flatten(2))
+    ref = x + block.down((h + block.skip * u_conv) * torch.nn.functional.silu(z))
+    y, _ = block(x, s0)
+    torch.testing.assert_close(y, ref, rtol=0, atol=1e-10)
 
 
 def test_a_different_input_width_is_lifted_onto_the_stream():

@@ -9,7 +9,7 @@ import yaml
 from lstmlab.cells.configs import slstm_positions
 from lstmlab.cells.mlstm import MLSTMCell
 from lstmlab.cells.slstm import SLSTMCell
-from lstmlab.cells.xlstm import CausalConv, LayerNorm
+from lstmlab.cells.xlstm import CausalConv, LayerNorm, conv_over_time
 from lstmlab.config import ModelConfig, load_recipe, validate
 from lstmlab.errors import ConfigError
 from lstmlab.model import build_model
@@ -104,6 +104,30 @@ def test_causal_conv_never_sees_the_future():
     x2[:, 4:] += 1.0
     y2, _ = conv(x2, torch.zeros(1, 3, 3))
     torch.testing.assert_close(y[:, :4], y2[:, :4])
+
+
+def test_conv_over_time_is_a_depthwise_conv1d_and_padding_pads_time():
+    x, w, b = (
+        torch.randn(2, 7, 5, dtype=torch.float64),
+        torch.randn(5, 3, dtype=torch.float64),
+        torch.randn(5, dtype=torch.float64),
+    )
+    ref = torch.nn.functional.conv1d(x.transpose(1, 2), w[:, None], b, padding=2, groups=5)
+    torch.testing.assert_close(conv_over_time(x, w, b, padding=2), ref.transpose(1, 2))
+
+
+def test_causal_conv_window_gradients_equal_conv1d_and_gradcheck():
+    conv = CausalConv(5, 4).double()
+    x = torch.randn(2, 6, 5, dtype=torch.float64, requires_grad=True)
+    buffer = torch.randn(2, 3, 5, dtype=torch.float64, requires_grad=True)
+    y, _ = conv(x, buffer)
+    ref = conv.conv(torch.cat([buffer, x], dim=1).transpose(1, 2)).transpose(1, 2)
+    torch.testing.assert_close(y, ref)
+    g = torch.randn_like(y)
+    params = (x, buffer, conv.conv.weight, conv.conv.bias)
+    for ours, theirs in zip(torch.autograd.grad(y, params, g), torch.autograd.grad(ref, params, g)):
+        torch.testing.assert_close(ours, theirs)
+    assert torch.autograd.gradcheck(lambda x, buf: conv(x, buf)[0], (x, buffer))
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.bfloat16])
