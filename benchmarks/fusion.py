@@ -42,6 +42,7 @@ from unittest import mock
 import torch
 import torch.nn.functional as F
 
+from lstmlab.allocator import keep_freed_memory
 from lstmlab.bench import (
     VOCAB_SIZE,
     YARDSTICK,
@@ -249,4 +250,5 @@ def write(rows: list[dict], opts) -> None:
 
 
 if __name__ == "__main__":
+    keep_freed_memory()  # as the `lstmlab` command does
     main()

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import typer
 
+from lstmlab.allocator import keep_freed_memory
 from lstmlab.cli.bench import bench_cmd
 
 if __name__ == "__main__":
+    keep_freed_memory()  # as the `lstmlab` command does
     typer.run(bench_cmd)

@@ -42,6 +42,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from lstmlab import allocator
 from lstmlab.cells import CELLS, detach_state
 from lstmlab.config import ModelConfig
 from lstmlab.device import resolve_device
@@ -354,6 +355,7 @@ def describe_machine(device: torch.device, threads: int) -> dict:
         "python": platform.python_version(),
         "platform": platform.platform(),
         "load_average_at_start": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+        "keep_freed_memory": allocator.applied(),  # glibc thresholds raised (lstmlab.allocator)
         "device": str(device),
     }
     if device.type == "cuda":
@@ -448,7 +450,8 @@ def markdown(report: BenchReport) -> str:
         f"- machine: {m.get('gpu') or m['cpu']}, {m['usable_cores']} usable cores "
         f"({m['logical_cores']} logical), torch {m['torch']} with {m['torch_threads']} threads, "
         f"Python {m['python']}, {m['platform']}",
-        f"- load average at start: {m['load_average_at_start']}",
+        f"- load average at start: {m['load_average_at_start']}; glibc keeps freed memory "
+        f"(lstmlab.allocator): {'yes' if m.get('keep_freed_memory') else 'no'}",
         f"- device {m['device']}, float32, batch {s['batch_size']}, vocabulary {s['vocab_size']}, "
         f"one layer with input = hidden; median of {s['steps']} steps after {s['warmup']} warm-up",
         f"- sampling: greedy T = 1 steps of all {s['batch_size']} streams, "

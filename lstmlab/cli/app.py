@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from lstmlab import __version__
+from lstmlab.allocator import keep_freed_memory
 from lstmlab.cli.bench import bench_cmd
 from lstmlab.cli.cells import cells_cmd
 from lstmlab.cli.compare import compare_cmd
@@ -41,6 +42,7 @@ def root(
     ] = False,
 ) -> None:
     """Character-level language modelling with recurrent networks."""
+    keep_freed_memory()  # every command: large tensors stop page-faulting each step
 
 
 app.command("prepare")(prepare_cmd)
