@@ -3,6 +3,7 @@ the cells' default.
 
     python benchmarks/fusion.py                      # multiplicative, mogrifier, slstm; 512 x 128
     python benchmarks/fusion.py --cells multiplicative --steps 5
+    python benchmarks/fusion.py --device cuda        # on a GPU machine
 
 For each cell, one training step (forward, cross-entropy, backward, Adam) of the
 benchmark's language model (`lstmlab.bench.build_bench_model`: one layer,
@@ -131,12 +132,14 @@ def variants_for(cell_kind: str) -> list[str]:
 
 
 def make_train_step(model, batch: int, window: int) -> Callable[[], None]:
-    """One training step of `model` on fixed random ids: forward, cross-entropy, backward, Adam."""
+    """One training step of `model` on fixed random ids: forward, cross-entropy, backward, Adam,
+    on the model's device (waiting for a GPU to finish, so wall time measures the step)."""
+    device = next(model.parameters()).device
     gen = torch.Generator().manual_seed(0)
-    x = torch.randint(0, VOCAB_SIZE, (batch, window), generator=gen)  # (B, T)
-    y = torch.randint(0, VOCAB_SIZE, (batch, window), generator=gen)
+    x = torch.randint(0, VOCAB_SIZE, (batch, window), generator=gen).to(device)  # (B, T)
+    y = torch.randint(0, VOCAB_SIZE, (batch, window), generator=gen).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
-    carried = {"state": model.initial_state(batch)}
+    carried = {"state": model.initial_state(batch, device=device)}
     model.train()
 
     def train_step() -> None:
@@ -145,6 +148,8 @@ def make_train_step(model, batch: int, window: int) -> Callable[[], None]:
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         carried["state"] = state
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
 
     return train_step
 
@@ -173,6 +178,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N")
     parser.add_argument("--variants", default=None, help="comma-separated subset of the ways")
     parser.add_argument("--out-dir", type=Path, default=RESULTS)
     opts = parser.parse_args(argv)
@@ -180,19 +186,20 @@ def main(argv: list[str] | None = None) -> None:
     if opts.threads:
         torch.set_num_threads(opts.threads)
     tokens = opts.batch * opts.window
+    device = torch.device(opts.device)
     wanted = opts.variants.split(",") if opts.variants else None
     rows = []
     for kind in opts.cells.split(","):
         runs = {
             YARDSTICK: make_train_step(
-                build_bench_model(YARDSTICK, opts.hidden), opts.batch, opts.window
+                build_bench_model(YARDSTICK, opts.hidden).to(device), opts.batch, opts.window
             )
         }
         for name in variants_for(kind):
             if wanted and name not in wanted:
                 continue
             torch.manual_seed(0)
-            model = build_bench_model(kind, opts.hidden)
+            model = build_bench_model(kind, opts.hidden).to(device)
             step = make_train_step(model, opts.batch, opts.window)
 
             def run(name=name, kind=kind, cell=the_cell(model), step=step) -> None:
@@ -220,7 +227,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def write(rows: list[dict], opts) -> None:
-    machine = describe_machine(torch.device("cpu"), torch.get_num_threads())
+    machine = describe_machine(torch.device(opts.device), torch.get_num_threads())
     created = dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat()
     stem = "fusion-" + results_stem(BenchReport(machine, {}, [], created))
     opts.out_dir.mkdir(parents=True, exist_ok=True)
@@ -230,7 +237,8 @@ def write(rows: list[dict], opts) -> None:
     lines = [
         f"# Per-step fusion, {created}",
         "",
-        f"- machine: {machine['cpu']}, {machine['usable_cores']} usable cores, torch "
+        f"- machine: {machine.get('gpu') or machine['cpu']} ({opts.device}), "
+        f"{machine['usable_cores']} usable cores, torch "
         f"{machine['torch']} with {machine['torch_threads']} threads, load average at start "
         f"{machine['load_average_at_start']}",
         f"- training step of the benchmark LM: hidden {opts.hidden}, window {opts.window}, "
