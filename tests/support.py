@@ -108,3 +108,15 @@ def assert_window_function_skipped_without_gradients(cell, x, monkeypatch, *, no
     with torch.no_grad():
         y, _ = cell(x, cell.initial_state(x.shape[0]))
     torch.testing.assert_close(y, expected.detach())
+
+
+def assert_dropout_only_in_training(cell, x, s0):
+    """In eval mode a window call is deterministic; in training mode dropout changes the output."""
+    import torch
+
+    cell.eval()
+    y_eval, _ = cell(x, s0)
+    torch.testing.assert_close(cell(x, s0)[0], y_eval)
+    cell.train()
+    y_train, _ = cell(x, s0)
+    assert not torch.allclose(y_train, y_eval)

@@ -9,7 +9,7 @@ from lstmlab.cells import build_layer
 from lstmlab.cells.configs import LSTMConfig
 from lstmlab.cells.lstm import LSTMState, lstm_pointwise
 
-from support import gradcheck_cell
+from support import assert_dropout_only_in_training, gradcheck_cell
 
 
 def _pair(input_dim=5, hidden=8, dtype=torch.float32, **cfg):
@@ -95,11 +95,4 @@ def test_weight_dropout_only_while_training_and_fixed_within_window():
     torch.manual_seed(1)
     cell = build_layer(LSTMConfig(hidden_dim=6), 3, weight_dropout=0.5)
     x = torch.randn(2, 5, 3)
-    s = cell.initial_state(2)
-    cell.eval()
-    y_eval_a, _ = cell(x, s)
-    y_eval_b, _ = cell(x, s)
-    torch.testing.assert_close(y_eval_a, y_eval_b)
-    cell.train()
-    y_train, _ = cell(x, s)
-    assert not torch.allclose(y_train, y_eval_a)
+    assert_dropout_only_in_training(cell, x, cell.initial_state(2))

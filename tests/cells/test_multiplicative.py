@@ -10,6 +10,7 @@ from lstmlab.cells.configs import MultiplicativeConfig
 from lstmlab.cells.multiplicative import MultiplicativeState
 
 from support import (
+    assert_dropout_only_in_training,
     assert_window_function_skipped_without_gradients,
     gradcheck_cell,
     window_outputs_and_gradients,
@@ -134,12 +135,7 @@ def test_state_and_weight_dropout_act_in_training_only():
     cell = build_layer(MultiplicativeConfig(hidden_dim=6, state_dropout=0.5), 5, weight_dropout=0.5)
     x = torch.randn(2, 6, 5)
     s0 = MultiplicativeState(torch.randn(2, 6), torch.randn(2, 6))
-    cell.eval()
-    y_eval, _ = cell(x, s0)
-    torch.testing.assert_close(cell(x, s0)[0], y_eval)
-    cell.train()
-    y_train, _ = cell(x, s0)
-    assert not torch.allclose(y_train, y_eval)
+    assert_dropout_only_in_training(cell, x, s0)
 
 
 @pytest.mark.parametrize("weight_norm", [False, True])

@@ -12,7 +12,7 @@ from lstmlab.cells.slstm import SLSTMCell, SLSTMState, powerlaw_forget_bias
 from lstmlab.cells.slstm_window import slstm_window
 from lstmlab.errors import ConfigError
 
-from support import check_carried_state
+from support import assert_dropout_only_in_training, check_carried_state
 
 
 def _block(d=16, heads=4, **kw) -> SLSTMCell:
@@ -82,13 +82,7 @@ def test_weight_dropout_masks_the_recurrent_maps_in_training_only():
         block.recurrent_weight.normal_(0, 0.3)
     x = torch.randn(2, 6, 16)
     s0 = block.initial_state(2)
-    block.eval()
-    a, _ = block(x, s0)
-    b, _ = block(x, s0)
-    torch.testing.assert_close(a, b)
-    block.train()
-    c, _ = block(x, s0)
-    assert not torch.allclose(a, c)
+    assert_dropout_only_in_training(block, x, s0)
 
 
 def test_heads_must_divide_the_width():
