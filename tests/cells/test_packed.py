@@ -1,0 +1,111 @@
+"""oneDNN's packed products (cells/packed.py) against torch.mm, and the window Functions that use
+them against their float32 step loops."""
+
+import pytest
+import torch
+
+from lstmlab.cells import build_layer, packed
+from lstmlab.cells.configs import MogrifierConfig, MultiplicativeConfig
+from lstmlab.cells.lstm import LSTMState
+from lstmlab.cells.multiplicative import MultiplicativeState
+from tests.support import window_outputs_and_gradients
+
+ONEDNN = torch.backends.mkldnn.is_available()
+
+
+def test_packed_path_is_taken_exactly_where_it_applies(monkeypatch):
+    """float32 CPU matrices from 512 x 512 up are packed when torch has oneDNN; small ones,
+    float64 ones and LSTMLAB_ONEDNN=0 use torch.mm."""
+    big = torch.randn(512, 512)
+    assert (packed.StepProduct(big, 32).packed is not None) == ONEDNN
+    assert packed.StepProduct(torch.randn(512, 32), 32).packed is None
+    assert packed.StepProduct(big.double(), 32).packed is None
+    monkeypatch.setenv("LSTMLAB_ONEDNN", "0")
+    assert packed.StepProduct(big, 32).packed is None
+    assert not packed.packing_applies(big)
+
+
+@pytest.mark.parametrize("transposed", [False, True])
+def test_step_product_matches_float64_products(transposed):
+    """a @ M, a @ M + bias, a @ M + other and the out= form, for the packed row count and another,
+    with M a contiguous matrix or a transposed view (how the Functions pass W.t())."""
+    torch.manual_seed(0)
+    matrix = torch.randn(384, 768) / 20
+    if transposed:
+        matrix = torch.randn(768, 384).t() / 20
+    product = packed.StepProduct(matrix, 8)
+    assert (product.packed is not None) == ONEDNN
+    bias, m64 = torch.randn(768), matrix.double()
+    for rows in (8, 3):
+        a = torch.randn(rows, 384)
+        other = torch.randn(rows, 768)
+        expected = a.double() @ m64
+        out = torch.empty(rows, 768)
+        results = {
+            "plain": (product(a), expected),
+            "bias": (product(a, add=bias), expected + bias.double()),
+            "other": (product(a, add=other), expected + other.double()),
+            "out": (product(a, add=bias, out=out), expected + bias.double()),
+        }
+        for name, (got, want) in results.items():
+            assert got.dtype == torch.float32, name
+            torch.testing.assert_close(got.double(), want, rtol=1e-5, atol=1e-5, msg=name)
+        assert results["out"][0].data_ptr() == out.data_ptr()
+
+
+def test_linear_and_matmul_match_float64():
+    torch.manual_seed(0)
+    x, weight, bias = torch.randn(4, 5, 64), torch.randn(96, 64) / 8, torch.randn(96)
+    expected = x.double() @ weight.double().t() + bias.double()
+    close = {"rtol": 1e-5, "atol": 1e-5}
+    torch.testing.assert_close(packed.linear(x, weight, bias).double(), expected, **close)
+    a, b = torch.randn(40, 64), torch.randn(96, 64).t()
+    torch.testing.assert_close(packed.matmul(a, b).double(), a.double() @ b.double(), **close)
+    # float64 takes F.linear, bit for bit
+    x64 = x.double()
+    assert torch.equal(
+        packed.linear(x64, weight.double()), torch.nn.functional.linear(x64, weight.double())
+    )
+
+
+def _multiplicative():
+    cell = build_layer(
+        MultiplicativeConfig(hidden_dim=24, state_dropout=0.2), 16, weight_dropout=0.1
+    )
+    s0 = MultiplicativeState(*(torch.randn(3, 24, requires_grad=True) for _ in range(2)))
+    return cell, s0
+
+
+def _mogrifier(rank):
+    config = MogrifierConfig(hidden_dim=24, rounds=5, rank=rank, state_dropout=0.2)
+    cell = build_layer(config, 16, weight_dropout=0.1)
+    s0 = LSTMState(*(torch.randn(3, 24, requires_grad=True) for _ in range(2)))
+    return cell, s0
+
+
+@pytest.mark.parametrize(
+    "make",
+    [_multiplicative, lambda: _mogrifier(4), lambda: _mogrifier(None)],
+    ids=["multiplicative", "mogrifier-rank4", "mogrifier-full"],
+)
+def test_window_functions_on_packed_products_match_the_float32_step_loop(make, monkeypatch):
+    """With every product packed (size floor lifted), a training window's outputs and all its
+    gradients equal autograd through the step loop up to float32 rounding."""
+    monkeypatch.setattr(packed, "MIN_PACKED_ENTRIES", 0)
+    made = []
+    original = packed.StepProduct.__init__
+
+    def spy(self, matrix, rows):
+        original(self, matrix, rows)
+        made.append(self.packed is not None)
+
+    monkeypatch.setattr(packed.StepProduct, "__init__", spy)
+    torch.manual_seed(0)
+    cell, s0 = make()
+    cell.train()
+    x = torch.randn(3, 9, 16, requires_grad=True)
+    fast, _ = window_outputs_and_gradients(cell, x, s0, window_function=True)
+    assert made and all(p == ONEDNN for p in made)  # forward and backward products
+    ref, _ = window_outputs_and_gradients(cell, x, s0, window_function=False)
+    for a, b in zip(fast, ref, strict=True):
+        torch.testing.assert_close(a, b, rtol=2e-4, atol=2e-5)
