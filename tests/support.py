@@ -92,22 +92,43 @@ def window_outputs_and_gradients(cell, x, s0, *, window_function, seed=1):
     return (y, *s, *grads), y.grad_fn.name()
 
 
-def assert_window_function_skipped_without_gradients(cell, x, monkeypatch, *, node, target):
-    """Inference and sampling keep the step loop (no buffers to fill for a backward):
-    with gradients the window runs as autograd node `node`; under no_grad the function at
-    import path `target` is never called and the outputs are the same."""
+def assert_window_function_without_gradients(cell, x, monkeypatch, *, node, target):
+    """Without gradients a short window (x, fewer than WINDOW_FUNCTION_MIN_STEPS steps, as in
+    sampling) keeps the step loop and a long one runs the window Function, both with the
+    outputs the cell gives with gradients. `node` names the Function's autograd node,
+    `target` is the import path the cell calls it by."""
     import torch
 
-    expected, _ = cell(x, cell.initial_state(x.shape[0]))
-    assert node in expected.grad_fn.name()
+    from lstmlab.cells.base import WINDOW_FUNCTION_MIN_STEPS
 
-    def fail(*args, **kwargs):
-        raise AssertionError("the window Function ran without gradients")
+    assert x.shape[1] < WINDOW_FUNCTION_MIN_STEPS
+    long_x = x.repeat(1, -(-WINDOW_FUNCTION_MIN_STEPS // x.shape[1]), 1)  # (B, >= min, E)
+    for inputs in (x, long_x):
+        expected, _ = cell(inputs, cell.initial_state(x.shape[0]))
+        assert node in expected.grad_fn.name()
+        with monkeypatch.context() as patch:
+            calls = count_calls(patch, target)
+            with torch.no_grad():
+                y, _ = cell(inputs, cell.initial_state(x.shape[0]))
+        assert bool(calls) == (inputs is long_x)
+        torch.testing.assert_close(y, expected.detach())
 
-    monkeypatch.setattr(target, fail)
-    with torch.no_grad():
-        y, _ = cell(x, cell.initial_state(x.shape[0]))
-    torch.testing.assert_close(y, expected.detach())
+
+def count_calls(monkeypatch, target: str) -> list:
+    """Wrap the function at import path `target` ('package.module.name'); the returned list
+    gains an entry per call."""
+    import importlib
+
+    module, _, name = target.rpartition(".")
+    original = getattr(importlib.import_module(module), name)
+    calls = []
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(target, counting)
+    return calls
 
 
 def assert_dropout_only_in_training(cell, x, s0):

@@ -12,9 +12,9 @@ the candidate, so each input symbol picks its own recurrent transition:
 h_{t-1} reaches the gates only through m_t; there is no direct W_hh. Everything
 that depends only on the input, x W_mxᵀ and x W_hxᵀ + b, is one matrix product
 over the whole window before the time loop; a step then costs h W_mhᵀ, one
-elementwise product and m W_hmᵀ. Training windows run as one autograd Function
+elementwise product and m W_hmᵀ. Windows run as one autograd Function
 with a hand-written backward (multiplicative_window.py); the step loop here is
-its reference and serves inference and sampling.
+its reference and serves sampling's short windows (see `window_function_applies`).
 
 Init follows Krause et al.'s best code: orthogonal matrices, forget-gate bias
 `forget_bias` (3), other biases 0. With `weight_norm` every matrix is

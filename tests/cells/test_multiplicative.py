@@ -11,7 +11,7 @@ from lstmlab.cells.multiplicative import MultiplicativeState
 
 from support import (
     assert_dropout_only_in_training,
-    assert_window_function_skipped_without_gradients,
+    assert_window_function_without_gradients,
     gradcheck_cell,
     window_outputs_and_gradients,
 )
@@ -182,11 +182,12 @@ def test_window_function_gradcheck_float64():
     assert torch.autograd.gradcheck(fn, inputs)
 
 
-def test_window_function_is_skipped_without_gradients(monkeypatch):
-    """Inference and sampling keep the step loop: no buffers to fill for a backward."""
+def test_window_function_without_gradients(monkeypatch):
+    """Sampling's short windows keep the step loop; long windows without gradients (inference,
+    evaluation) run the Function, which is faster there; the outputs agree."""
     cell = _cell()
     x = torch.randn(2, 4, 5, dtype=torch.float64)
-    assert_window_function_skipped_without_gradients(
+    assert_window_function_without_gradients(
         cell,
         x,
         monkeypatch,

@@ -8,7 +8,8 @@ from lstmlab.cells import build_layer, packed
 from lstmlab.cells.configs import MogrifierConfig, MultiplicativeConfig
 from lstmlab.cells.lstm import LSTMState
 from lstmlab.cells.multiplicative import MultiplicativeState
-from tests.support import window_outputs_and_gradients
+
+from support import window_outputs_and_gradients
 
 ONEDNN = torch.backends.mkldnn.is_available()
 

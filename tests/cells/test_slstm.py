@@ -12,7 +12,7 @@ from lstmlab.cells.slstm import SLSTMCell, SLSTMState, powerlaw_forget_bias
 from lstmlab.cells.slstm_window import slstm_window
 from lstmlab.errors import ConfigError
 
-from support import assert_dropout_only_in_training, check_carried_state
+from support import assert_dropout_only_in_training, check_carried_state, count_calls
 
 
 def _block(d=16, heads=4, **kw) -> SLSTMCell:
@@ -178,3 +178,19 @@ def test_window_function_is_skipped_without_gradients(case, monkeypatch):
         block.window_function = False
         y, _ = block(x, block.initial_state(2))
         torch.testing.assert_close(y, expected)
+
+
+def test_window_function_runs_long_windows_without_gradients(monkeypatch):
+    """Inference over a window of WINDOW_FUNCTION_MIN_STEPS or more runs the Function (faster
+    there than the loop), with the loop's outputs and final state."""
+    from lstmlab.cells.base import WINDOW_FUNCTION_MIN_STEPS
+
+    block = _block(d=8, heads=2).eval()
+    x = torch.randn(2, WINDOW_FUNCTION_MIN_STEPS, 8)
+    calls = count_calls(monkeypatch, "lstmlab.cells.slstm.slstm_window")
+    with torch.no_grad():
+        fast = block(x, block.initial_state(2))
+        block.window_function = False
+        loop = block(x, block.initial_state(2))
+    assert len(calls) == 1
+    torch.testing.assert_close(fast, loop)
