@@ -7,8 +7,10 @@ and softmax. The yardstick is bare torch.nn.LSTM (its fused kernel) wrapped
 with the same embedding and head, measured in the same process at the same
 size, and every figure is also given as a ratio to it.
 
-Per (cell, hidden size H, window T), after `warmup` untimed calls, the median
-over `steps` timed calls of:
+Per point (hidden size H, window T) every network is built, and each figure is
+timed interleaved: `warmup` untimed rounds, then `steps` rounds that call each
+network once in turn, so load from other processes on a shared machine falls
+on the yardstick and the cells alike. Per network, the median over the rounds of:
     training   tokens/s = B·T / (forward + cross-entropy + backward + Adam step + zero_grad)
     inference  tokens/s = B·T / (no_grad forward of one window, state carried)
     sampling   tokens/s = B·k / (k greedy T = 1 steps of all B streams, state carried, k = 16)
@@ -177,20 +179,27 @@ def _synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def median_seconds(
-    fn: Callable[[], object], *, warmup: int, steps: int, device: torch.device
-) -> float:
-    """Median wall time of `steps` calls of `fn` after `warmup` untimed ones."""
+def interleaved_median_seconds(
+    fns: Sequence[Callable[[], object]], *, warmup: int, steps: int, device: torch.device
+) -> list[float]:
+    """Median wall time of each function over `steps` rounds, after `warmup` untimed rounds.
+
+    A round calls every function once, in turn, so load from other processes (on a
+    shared machine it comes and goes over seconds) falls on every function alike and
+    their ratios stay put even when the absolute figures drift.
+    """
     for _ in range(warmup):
-        fn()
-    times = []
+        for fn in fns:
+            fn()
+    times: list[list[float]] = [[] for _ in fns]
     for _ in range(steps):
-        _synchronize(device)
-        t0 = time.perf_counter()
-        fn()
-        _synchronize(device)
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+        for fn, own in zip(fns, times):
+            _synchronize(device)
+            t0 = time.perf_counter()
+            fn()
+            _synchronize(device)
+            own.append(time.perf_counter() - t0)
+    return [statistics.median(own) for own in times]
 
 
 def cpu_peak_allocated_bytes(fn: Callable[[], object]) -> int:
@@ -240,10 +249,22 @@ def state_tensors(state) -> list[Tensor]:
 # ---------------------------------------------------------------- one measurement
 
 
-def measure(
+@dataclass
+class _Subject:
+    """One network at one point, with its three timed calls."""
+
+    cell: str
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    carried: dict
+    train_step: Callable[[], None]
+    infer_step: Callable[[], None]
+    sample_block: Callable[[], None]
+
+
+def _subject(
     cell: str, hidden: int, window: int, settings: BenchSettings, device: torch.device
-) -> BenchRow:
-    """Training, inference and sampling tokens/s and training peak memory of one network."""
+) -> _Subject:
     torch.manual_seed(settings.seed)
     model = build_bench_model(cell, hidden).to(device)
     batch = settings.batch_size
@@ -251,9 +272,10 @@ def measure(
     x = torch.randint(0, VOCAB_SIZE, (batch, window), generator=gen).to(device)  # (B, T)
     y = torch.randint(0, VOCAB_SIZE, (batch, window), generator=gen).to(device)  # (B, T)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
-    carried = {"state": model.initial_state(batch, device=device)}
+    carried = {"state": model.initial_state(batch, device=device), "ids": x[:, :1]}
 
     def train_step() -> None:
+        model.train()
         state = detach_state(carried["state"])
         logits, state = model(x, state)  # (B, T, V)
         loss = F.cross_entropy(logits.reshape(-1, VOCAB_SIZE), y.reshape(-1))  # (B·T, V)
@@ -262,54 +284,61 @@ def measure(
         optimizer.zero_grad(set_to_none=True)
         carried["state"] = state
 
-    model.train()
-    train_s = median_seconds(
-        train_step, warmup=settings.warmup, steps=settings.steps, device=device
-    )
-    peak = _peak_training_bytes(train_step, model, optimizer, carried, device)
-
-    model.eval()
-
     @torch.no_grad()
     def infer_step() -> None:
+        model.eval()
         _, carried["state"] = model(x, carried["state"])
-
-    infer_s = median_seconds(
-        infer_step, warmup=settings.warmup, steps=settings.steps, device=device
-    )
-
-    ids = x[:, :1]  # (B, 1)
 
     @torch.no_grad()
     def sample_block() -> None:
-        nonlocal ids
-        state = carried["state"]
+        model.eval()
+        state, ids = carried["state"], carried["ids"]  # ids (B, 1)
         for _ in range(SAMPLE_BLOCK):
             logits, state = model(ids, state)  # (B, 1, V)
             ids = logits[:, -1].argmax(dim=-1, keepdim=True)  # (B, 1)
-        carried["state"] = state
+        carried["state"], carried["ids"] = state, ids
 
-    sample_s = median_seconds(
-        sample_block, warmup=settings.warmup, steps=settings.steps, device=device
-    )
-    config = (
-        {"kind": YARDSTICK, "hidden_dim": hidden}
-        if cell == YARDSTICK
-        else reference_cell_config(cell, hidden)
-    )
-    return BenchRow(
-        cell=cell,
-        hidden=hidden,
-        window=window,
-        batch_size=batch,
-        device=str(device),
-        parameters=sum(p.numel() for p in model.parameters()),
-        config=config,
-        train_tokens_per_s=batch * window / train_s,
-        infer_tokens_per_s=batch * window / infer_s,
-        sample_tokens_per_s=batch * SAMPLE_BLOCK / sample_s,
-        peak_mem_mb=peak / 2**20,
-    )
+    return _Subject(cell, model, optimizer, carried, train_step, infer_step, sample_block)
+
+
+def measure_point(
+    cells: Sequence[str], hidden: int, window: int, settings: BenchSettings, device: torch.device
+) -> list[BenchRow]:
+    """Training, inference and sampling tokens/s and training peak memory of every network in
+    `cells` at one (hidden, window), each figure timed interleaved across the networks."""
+    subjects = [_subject(cell, hidden, window, settings, device) for cell in cells]
+    timing = {"warmup": settings.warmup, "steps": settings.steps, "device": device}
+    train_s = interleaved_median_seconds([s.train_step for s in subjects], **timing)
+    peaks = [
+        _peak_training_bytes(s.train_step, s.model, s.optimizer, s.carried, device)
+        for s in subjects
+    ]
+    infer_s = interleaved_median_seconds([s.infer_step for s in subjects], **timing)
+    sample_s = interleaved_median_seconds([s.sample_block for s in subjects], **timing)
+    batch = settings.batch_size
+    rows = []
+    for k, s in enumerate(subjects):
+        config = (
+            {"kind": YARDSTICK, "hidden_dim": hidden}
+            if s.cell == YARDSTICK
+            else reference_cell_config(s.cell, hidden)
+        )
+        rows.append(
+            BenchRow(
+                cell=s.cell,
+                hidden=hidden,
+                window=window,
+                batch_size=batch,
+                device=str(device),
+                parameters=sum(p.numel() for p in s.model.parameters()),
+                config=config,
+                train_tokens_per_s=batch * window / train_s[k],
+                infer_tokens_per_s=batch * window / infer_s[k],
+                sample_tokens_per_s=batch * SAMPLE_BLOCK / sample_s[k],
+                peak_mem_mb=peaks[k] / 2**20,
+            )
+        )
+    return rows
 
 
 def _peak_training_bytes(train_step, model, optimizer, carried, device: torch.device) -> int:
@@ -414,12 +443,11 @@ def run_benchmark(
     rows: list[BenchRow] = []
     try:
         for hidden, window in settings.points():
-            for cell in [YARDSTICK, *cells]:
-                row = measure(cell, hidden, window, settings, device)
-                rows.append(row)
-                add_ratios(rows)
-                if on_row:
-                    on_row(row)
+            point = measure_point([YARDSTICK, *cells], hidden, window, settings, device)
+            rows.extend(point)
+            add_ratios(rows)
+            for row in point if on_row else ():
+                on_row(row)
     finally:
         torch.set_num_threads(previous_threads)
     stamp = dt.datetime.now().astimezone().isoformat(timespec="seconds")
@@ -453,7 +481,8 @@ def markdown(report: BenchReport) -> str:
         f"- load average at start: {m['load_average_at_start']}; glibc keeps freed memory "
         f"(lstmlab.allocator): {'yes' if m.get('keep_freed_memory') else 'no'}",
         f"- device {m['device']}, float32, batch {s['batch_size']}, vocabulary {s['vocab_size']}, "
-        f"one layer with input = hidden; median of {s['steps']} steps after {s['warmup']} warm-up",
+        f"one layer with input = hidden; median of {s['steps']} rounds after {s['warmup']} warm-up "
+        "rounds, each round timing one call of every network at the point in turn (interleaved)",
         f"- sampling: greedy T = 1 steps of all {s['batch_size']} streams, "
         f"{s['sample_block']} steps per timed call",
         f"- ratios are to {YARDSTICK} (same embedding and head) at the same size, in the same run; "
@@ -500,7 +529,7 @@ __all__ = [
     "build_bench_model",
     "cpu_peak_allocated_bytes",
     "markdown",
-    "measure",
+    "measure_point",
     "reference_cell_config",
     "run_benchmark",
     "write_results",

@@ -117,8 +117,9 @@ def test_cpu_peak_counts_tensors_alive_together():
 
 
 def test_peak_memory_grows_with_the_model():
-    small = bench.measure("lstm", 16, 8, TINY, torch.device("cpu"))
-    large = bench.measure("lstm", 64, 8, TINY, torch.device("cpu"))
+    cpu = torch.device("cpu")
+    (small,) = bench.measure_point(["lstm"], 16, 8, TINY, cpu)
+    (large,) = bench.measure_point(["lstm"], 64, 8, TINY, cpu)
     params_and_adam = 3 * 4 * large.parameters  # float32 weights + two Adam moments
     assert large.peak_mem_mb * 2**20 > params_and_adam
     assert large.peak_mem_mb > small.peak_mem_mb
@@ -146,3 +147,13 @@ def test_cuda_rows_report_device_memory():
     report = run_benchmark(BenchSettings(sizes=(8,), windows=(4,), batch_size=2, device="cuda"))
     assert all(r.device.startswith("cuda") and r.peak_mem_mb > 0 for r in report.rows)
     assert report.machine["gpu"]
+
+
+def test_timing_interleaves_the_networks_round_by_round():
+    """Every round calls each network once, in turn, so load that comes and goes on a shared
+    machine falls on the yardstick and the cells alike; one median per network."""
+    calls = []
+    fns = [lambda name=name: calls.append(name) for name in ("yardstick", "a", "b")]
+    medians = bench.interleaved_median_seconds(fns, warmup=2, steps=5, device=torch.device("cpu"))
+    assert calls == ["yardstick", "a", "b"] * 7
+    assert len(medians) == 3 and all(m >= 0 for m in medians)
