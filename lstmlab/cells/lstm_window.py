@@ -14,8 +14,6 @@ Shapes: B batch, T window, H hidden size, G = 4H gates.
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import torch
 from torch import Tensor
 
@@ -37,27 +35,39 @@ def lstm_update_into(
     return torch.mul(o, torch.tanh(c), out=h_out)
 
 
-class LSTMBackward(NamedTuple):
+def _sigmoid_slope(s: Tensor) -> Tensor:
+    """σ' = σ (1 − σ) from σ, as s − s² (one op, no scalar tensor)."""
+    return torch.addcmul(s, s, s, value=-1.0)
+
+
+class LSTMBackward:
     """The LSTM update's backward, one step at a time, from the forward's buffers.
 
     Each step's factors are formed from that step's (B, ·) slices: window-sized
     temporaries would cost more in memory traffic (and fresh pages) than the
-    arithmetic they hold.
+    arithmetic they hold. The per-step slices are taken once per window (a step
+    costs a few microseconds of Python per torch call, a third of it indexing).
     """
 
-    acts: Tensor  # (T, B, G) as written by `lstm_update_into`
-    cells: Tensor  # (T + 1, B, H): c_0 … c_T
-    capped: bool
+    def __init__(self, acts: Tensor, cells: Tensor, capped: bool, dgates: Tensor) -> None:
+        """acts (T, B, G) as written by `lstm_update_into`; cells (T + 1, B, H): c_0 … c_T;
+        dgates (T, B, G), any strides: where step t's gate gradients go."""
+        self.capped = capped
+        self.acts = [gate.unbind(0) for gate in acts.chunk(4, dim=2)]  # i, f, g, o: T × (B, H)
+        self.cells = cells.unbind(0)
+        self.dgates = dgates.unbind(0)
+        self.dparts = [gate.unbind(0) for gate in dgates.chunk(4, dim=2)]
+        self.one = acts.new_ones(())
 
-    def step(self, t: int, dh: Tensor, dc: Tensor, dgates_out: Tensor) -> None:
-        """Step t's gate gradients into dgates_out (B, G) from dh_t and dc_t (the part from
-        later steps); dc (B, H) is updated in place to dc_{t−1}'s part through the cell."""
-        i, f, g, o = self.acts[t].chunk(4, dim=1)  # (B, H) each
-        d_i, d_f, d_g, d_o = dgates_out.chunk(4, dim=1)
+    def step(self, t: int, dh: Tensor, dc: Tensor) -> Tensor:
+        """Step t's gate gradients (B, G), from dh_t and dc_t (the part from later steps);
+        dc (B, H) is updated in place to dc_{t−1}'s part through the cell."""
+        i, f, g, o = (gate[t] for gate in self.acts)  # (B, H) each
+        d_i, d_f, d_g, d_o = (part[t] for part in self.dparts)
         tanh_c = torch.tanh(self.cells[t + 1])
         # h = o tanh(c):  d õ = dh tanh(c) o (1 − o);  dc += dh o (1 − tanh²c)
-        torch.mul(dh, tanh_c, out=d_o).mul_(o).mul_(1.0 - o)
-        dc.addcmul_(dh, tanh_c.mul_(tanh_c).neg_().add_(1.0).mul_(o))
+        torch.mul(dh, tanh_c, out=d_o).mul_(_sigmoid_slope(o))
+        dc.addcmul_(dh, torch.addcmul(o, tanh_c.mul_(tanh_c), o, value=-1.0))
         c_prev = self.cells[t]
         if self.capped:
             # i_eff = min(i, 1 − f); torch.minimum sends the gradient to the smaller
@@ -69,7 +79,8 @@ class LSTMBackward(NamedTuple):
             d_i_part = g * share
         else:
             i_eff, d_f_part, d_i_part = i, c_prev, g
-        torch.mul(dc, d_i_part, out=d_i).mul_(i).mul_(1.0 - i)
-        torch.mul(dc, d_f_part, out=d_f).mul_(f).mul_(1.0 - f)
-        torch.mul(dc, i_eff, out=d_g).mul_(1.0 - g * g)
+        torch.mul(dc, d_i_part, out=d_i).mul_(_sigmoid_slope(i))
+        torch.mul(dc, d_f_part, out=d_f).mul_(_sigmoid_slope(f))
+        torch.mul(dc, i_eff, out=d_g).mul_(torch.addcmul(self.one, g, g, value=-1.0))  # 1 − g²
         dc.mul_(f)
+        return self.dgates[t]

@@ -102,20 +102,29 @@ class MogrifierWindow(torch.autograd.Function):
         cells = new(steps + 1, batch, hidden)  # c_0 .. c_T
         y = new(batch, steps, hidden)
         cells[0] = c0
+        # Per round, the per-step views it reads and writes, taken once for the window:
+        # (input, version read, version written, σ, middle product), each T × (B, ·).
+        plans = []
+        for j in range(r):
+            a = j // 2  # round j turns version a of x (j even) or h (j odd) into a + 1
+            inp, vs = (hs[a], xs) if j % 2 == 0 else (xs[a + 1], hs)
+            views = (inp, vs[a], vs[a + 1], sig[j], us[j] if low_rank else None)
+            plans.append([v.unbind(0) if v is not None else [None] * steps for v in views])
+        h_masked, final_t = hs[0].unbind(0), final.unbind(0)
+        acts_t, cells_t, y_t = acts.unbind(0), cells.unbind(0), y.unbind(1)
+        zero = x.new_zeros(())
         h_prev = h0
         for t in range(steps):
             if mask is None:
-                hs[0][t] = h_prev
+                h_masked[t].copy_(h_prev)
             else:
-                torch.mul(h_prev, mask, out=hs[0][t])
-            for j, (products, (_, b)) in enumerate(zip(round_products, rounds)):
-                a = j // 2  # this round turns version a of x (j even) or h (j odd) into a + 1
-                inp, vs = (hs[a], xs) if j % 2 == 0 else (xs[a + 1], hs)
-                pre = _through(products, inp[t], us[j][t] if low_rank else None, add=b)
-                s = torch.sigmoid(pre, out=sig[j][t])
-                torch.mul(vs[a][t], s, out=vs[a + 1][t]).mul_(2.0)
-            gates = by_gates(final[t], add=bias)  # (B, G)
-            h_prev = lstm_update_into(gates, acts[t], cells[t], cells[t + 1], y[:, t], capped)
+                torch.mul(h_prev, mask, out=h_masked[t])
+            for (inp, old, out, sg, u), products, (_, b) in zip(plans, round_products, rounds):
+                pre = _through(products, inp[t], u[t], add=b)
+                s = torch.sigmoid(pre, out=sg[t])
+                torch.addcmul(zero, old[t], s, value=2.0, out=out[t])  # 2 σ ⊙ v
+            gates = by_gates(final_t[t], add=bias)  # (B, G)
+            h_prev = lstm_update_into(gates, acts_t[t], cells_t[t], cells_t[t + 1], y_t[t], capped)
         ctx.capped, ctx.low_rank, ctx.rounds = capped, low_rank, r
         ctx.save_for_backward(x, mask, weight_ih, weight_hh, *round_params, acts, cells)
         ctx.buffers = (xs, hs, sig, us, final)  # the window's own: nobody else can modify them
@@ -135,34 +144,40 @@ class MogrifierWindow(torch.autograd.Function):
         input_dim = weight_ih.shape[1]
         new = acts.new_empty
 
-        lstm = LSTMBackward(acts, cells, ctx.capped)
+        dgates = new(steps, batch, gates_dim)  # every step's gate pre-activation gradient
+        lstm = LSTMBackward(acts, cells, ctx.capped, dgates)
         # Round j's pre-activation gradient at every step, kept for its weight gradients.
         dpre = [new(s.shape) for s in sig]  # (T, B, out)
         dus = [new(u.shape) if low_rank else None for u in us]  # (T, B, k)
         # per round, the products that take dp back to its input: left then right factor
         round_products = [[StepProduct(w, batch) for w in ws] for ws, _ in rounds]
         by_gates = StepProduct(torch.cat([weight_ih, weight_hh], dim=1), batch)
+        # per round (last first), its per-step views: (σ, version it read, dp, d middle)
+        plans = []
+        for j in range(r - 1, -1, -1):
+            views = (sig[j], (xs if j % 2 == 0 else hs)[j // 2], dpre[j], dus[j])
+            steps_of = [v.unbind(0) if v is not None else [None] * steps for v in views]
+            plans.append((j % 2 == 0, round_products[j], *steps_of))
 
-        dgates = new(steps, batch, gates_dim)  # every step's gate pre-activation gradient
         dx = new(batch, steps, input_dim)  # (B, T, E)
+        dx_t, dy_t = dx.unbind(1), dy.unbind(1)
+        zero = acts.new_zeros(())
         dh = dh_last.clone()
         dc = dc_last.clone()
         for t in range(steps - 1, -1, -1):
-            dh += dy[:, t]
-            dg_t = dgates[t]
-            lstm.step(t, dh, dc, dg_t)  # dc becomes the gradient of c_{t-1}
+            dh += dy_t[t]
+            dg_t = lstm.step(t, dh, dc)  # dc becomes the gradient of c_{t-1}
             # gradients of the final x and h, (B, E) and (B, H)
             dxv, dhv = by_gates(dg_t).split([input_dim, hidden], dim=1)
-            for j in range(r - 1, -1, -1):
+            for wrote_x, products, sg, old, dp_t, du_t in plans:
                 # Round j: v_{a+1} = 2 σ(p) v_a, so dp = dv_{a+1} v_a 2σ(1 − σ), dv_a = dv_{a+1} 2σ.
-                dout = dxv if j % 2 == 0 else dhv  # the version this round wrote, (B, out)
-                s, old = sig[j][t], (xs if j % 2 == 0 else hs)[j // 2][t]
-                dout.mul_(2.0)
-                dp = torch.mul(dout, old, out=dpre[j][t]).mul_(torch.addcmul(s, s, s, value=-1.0))
-                dout.mul_(s)  # -> gradient of the version it read
-                dinp = _through(round_products[j], dp, dus[j][t] if low_rank else None)
-                (dhv if j % 2 == 0 else dxv).add_(dinp)
-            dx[:, t] = dxv
+                dout, dother = (dxv, dhv) if wrote_x else (dhv, dxv)  # dout: the version written
+                s = sg[t]
+                dp = torch.addcmul(zero, dout, old[t], value=2.0, out=dp_t[t])
+                dp.mul_(torch.addcmul(s, s, s, value=-1.0))
+                torch.addcmul(zero, dout, s, value=2.0, out=dout)  # -> the version it read
+                dother.add_(_through(products, dp, du_t[t]))
+            dx_t[t].copy_(dxv)
             dh = dhv if mask is None else dhv * mask
 
         # Weight gradients: one product over all T·B rows each.

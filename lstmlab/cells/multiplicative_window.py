@@ -67,18 +67,27 @@ class MultiplicativeWindow(torch.autograd.Function):
         cells = new(steps + 1, batch, hidden)  # c_0 .. c_T
         y = new(batch, steps, hidden)
         cells[0] = c0
+        # per-step views, taken once for the window
+        prevs_t, us_t, ms_t, x_m_t, x_g_t = (
+            prevs.unbind(0),
+            us.unbind(0),
+            ms.unbind(1),
+            x_m.unbind(1),
+            x_g.unbind(1),
+        )
+        acts_t, cells_t, y_t = acts.unbind(0), cells.unbind(0), y.unbind(1)
         h_prev = h0
         by_mh, by_hm = StepProduct(w_mh.t(), batch), StepProduct(w_hm.t(), batch)
         for t in range(steps):
-            p = prevs[t]
+            p = prevs_t[t]
             if mask is None:
                 p.copy_(h_prev)
             else:
                 torch.mul(h_prev, mask, out=p)
-            u = by_mh(p, out=us[t])
-            m = torch.mul(x_m[:, t], u, out=ms[:, t])
-            gates = by_hm(m, add=x_g[:, t])  # (B, G)
-            h_prev = lstm_update_into(gates, acts[t], cells[t], cells[t + 1], y[:, t], False)
+            u = by_mh(p, out=us_t[t])
+            m = torch.mul(x_m_t[t], u, out=ms_t[t])
+            gates = by_hm(m, add=x_g_t[t])  # (B, G)
+            h_prev = lstm_update_into(gates, acts_t[t], cells_t[t], cells_t[t + 1], y_t[t], False)
         ctx.save_for_backward(x, mask, w_in, w_mh, w_hm, x_m, prevs, us, ms, acts, cells)
         return y, y[:, -1].clone(), cells[steps].clone()
 
@@ -87,22 +96,24 @@ class MultiplicativeWindow(torch.autograd.Function):
     def backward(ctx, dy: Tensor, dh_last: Tensor, dc_last: Tensor):
         x, mask, w_in, w_mh, w_hm, x_m, prevs, us, ms, acts, cells = ctx.saved_tensors
         steps, batch, hidden = us.shape
-        lstm = LSTMBackward(acts, cells, capped=False)
         # The gradient of the input parts [x_m, x_g], filled step by step: its x_g part is
         # every step's gate gradient. Batch-major, so x's gradient is one product at the end.
         d_both = x.new_empty(batch, steps, 5 * hidden)
         d_x_m, d_gates = d_both.split([hidden, 4 * hidden], dim=2)
+        lstm = LSTMBackward(acts, cells, False, d_gates.transpose(0, 1))
         dus = us.new_empty(steps, batch, hidden)  # every step's u gradient
+        # per-step views, taken once for the window
+        dy_t, d_x_m_t, x_m_t = dy.unbind(1), d_x_m.unbind(1), x_m.unbind(1)
+        us_t, dus_t = us.unbind(0), dus.unbind(0)
         dh = dh_last.clone()
         dc = dc_last.clone()
         by_hm, by_mh = StepProduct(w_hm, batch), StepProduct(w_mh, batch)
         for t in range(steps - 1, -1, -1):
-            dh += dy[:, t]
-            dg_t = d_gates[:, t]
-            lstm.step(t, dh, dc, dg_t)  # dc becomes the gradient of c_{t−1}
+            dh += dy_t[t]
+            dg_t = lstm.step(t, dh, dc)  # dc becomes the gradient of c_{t−1}
             dm = by_hm(dg_t)  # (B, H)
-            torch.mul(dm, us[t], out=d_x_m[:, t])
-            du = torch.mul(dm, x_m[:, t], out=dus[t])
+            torch.mul(dm, us_t[t], out=d_x_m_t[t])
+            du = torch.mul(dm, x_m_t[t], out=dus_t[t])
             dh = by_mh(du)  # gradient of p_t, (B, H)
             if mask is not None:
                 dh.mul_(mask)
