@@ -11,8 +11,10 @@ hand-written window Functions now use the tool the yardstick uses.
 Only float32 CPU tensors take the packed path, and only when this torch was
 built with oneDNN and exposes its matmul ops (`torch.ops.mkldnn`, as inductor
 uses them). Everything else (float64 for gradcheck, CUDA, bfloat16) uses
-torch.mm / torch.addmm, the reference the tests compare the packed path against.
-`LSTMLAB_ONEDNN=0` in the environment turns the packed path off.
+torch.mm / torch.addmm, the reference the tests compare the packed path against;
+so does code being traced by torch.compile, whose inductor cannot lower the packed
+matrix (it packs weights its own way). `LSTMLAB_ONEDNN=0` in the environment turns
+the packed path off.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ def packing_applies(matrix: Tensor) -> bool:
     """Whether products with `matrix` take oneDNN's packed path (see the module docstring)."""
     return (
         _AVAILABLE
+        and not torch.compiler.is_compiling()  # inductor cannot lower the opaque packed matrix
         and matrix.device.type == "cpu"
         and matrix.dtype == torch.float32
         and os.environ.get("LSTMLAB_ONEDNN", "1") != "0"

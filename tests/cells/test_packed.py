@@ -110,3 +110,22 @@ def test_window_functions_on_packed_products_match_the_float32_step_loop(make, m
     ref, _ = window_outputs_and_gradients(cell, x, s0, window_function=False)
     for a, b in zip(fast, ref, strict=True):
         torch.testing.assert_close(a, b, rtol=2e-4, atol=2e-5)
+
+
+@pytest.mark.parametrize(
+    "make", [_multiplicative, lambda: _mogrifier(4)], ids=["multiplicative", "mogrifier"]
+)
+def test_torch_compile_traces_the_window_functions_without_packing(make, monkeypatch):
+    """Inductor cannot lower oneDNN's opaque packed matrix, so code traced by torch.compile takes
+    torch.mm; the compiled training window gives eager's outputs and gradients."""
+    monkeypatch.setattr(packed, "MIN_PACKED_ENTRIES", 0)  # eager packs every product
+    torch.manual_seed(0)
+    cell, s0 = make()
+    cell.eval()  # no dropout masks, so both runs see the same function
+    x = torch.randn(3, 9, 16, requires_grad=True)
+    eager, _ = window_outputs_and_gradients(cell, x, s0, window_function=True)
+    compiled_cell = torch.compile(cell, backend="inductor")
+    torch._dynamo.reset()
+    compiled, _ = window_outputs_and_gradients(compiled_cell, x, s0, window_function=True)
+    for a, b in zip(compiled, eager, strict=True):
+        torch.testing.assert_close(a, b, rtol=2e-4, atol=2e-5)
