@@ -94,7 +94,8 @@ def window_outputs_and_gradients(cell, x, s0, *, window_function, seed=1):
 
 def assert_window_function_without_gradients(cell, x, monkeypatch, *, node, target):
     """Without gradients a short window (x, fewer than WINDOW_FUNCTION_MIN_STEPS steps, as in
-    sampling) keeps the step loop and a long one runs the window Function, both with the
+    sampling) keeps the step loop and a long one (`long_window_steps`) runs the window
+    Function, both with the
     outputs the cell gives with gradients. `node` names the Function's autograd node,
     `target` is the import path the cell calls it by."""
     import torch
@@ -102,7 +103,7 @@ def assert_window_function_without_gradients(cell, x, monkeypatch, *, node, targ
     from lstmlab.cells.base import WINDOW_FUNCTION_MIN_STEPS
 
     assert x.shape[1] < WINDOW_FUNCTION_MIN_STEPS
-    long_x = x.repeat(1, -(-WINDOW_FUNCTION_MIN_STEPS // x.shape[1]), 1)  # (B, >= min, E)
+    long_x = x.repeat(1, -(-long_window_steps(x.shape[0]) // x.shape[1]), 1)  # (B, long, E)
     for inputs in (x, long_x):
         expected, _ = cell(inputs, cell.initial_state(x.shape[0]))
         assert node in expected.grad_fn.name()
@@ -112,6 +113,15 @@ def assert_window_function_without_gradients(cell, x, monkeypatch, *, node, targ
                 y, _ = cell(inputs, cell.initial_state(x.shape[0]))
         assert bool(calls) == (inputs is long_x)
         torch.testing.assert_close(y, expected.detach())
+
+
+def long_window_steps(batch: int) -> int:
+    """The fewest steps at which a window of `batch` streams runs a cell's window Function
+    without gradients (`window_function_applies`)."""
+    from lstmlab.cells.base import WINDOW_FUNCTION_MIN_STEPS
+    from lstmlab.cells.packed import MIN_PACKED_ROW_STEPS
+
+    return max(WINDOW_FUNCTION_MIN_STEPS, -(-MIN_PACKED_ROW_STEPS // batch))
 
 
 def count_calls(monkeypatch, target: str) -> list:

@@ -18,6 +18,8 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
+from lstmlab.cells.packed import MIN_PACKED_ROW_STEPS
+
 
 class RecurrentCell(nn.Module, ABC):
     """Base class: subclasses set `input_dim`, `hidden_dim` and implement `initial_state` and `step`."""
@@ -78,7 +80,8 @@ def window_function_applies(cell: nn.Module, x: Tensor, state: NamedTuple) -> bo
 
     With gradients it always should. Without them (inference, evaluation) it fills
     buffers no backward will read, yet its packed products still make it faster
-    from WINDOW_FUNCTION_MIN_STEPS steps on; shorter windows (sampling's T = 1)
+    from WINDOW_FUNCTION_MIN_STEPS steps on, where the window has the rows x steps
+    to pack for (packed.MIN_PACKED_ROW_STEPS); shorter windows (sampling's T = 1)
     take the step loop. Its buffers hold one dtype, so autocast's mixed dtypes take
     the loop too. `cell.window_function = False` forces the loop, the reference the
     Function is tested against.
@@ -87,4 +90,5 @@ def window_function_applies(cell: nn.Module, x: Tensor, state: NamedTuple) -> bo
         return False
     if torch.is_grad_enabled() and any(t.requires_grad for t in (x, *state, *cell.parameters())):
         return True
-    return x.shape[1] >= WINDOW_FUNCTION_MIN_STEPS
+    batch, steps = x.shape[:2]
+    return steps >= WINDOW_FUNCTION_MIN_STEPS and batch * steps >= MIN_PACKED_ROW_STEPS

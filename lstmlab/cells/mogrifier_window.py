@@ -96,8 +96,10 @@ class MogrifierWindow(torch.autograd.Function):
             new(steps, batch, w[-1].shape[0]) if low_rank else None for w, _ in rounds
         ]  # (T, B, k)
         # per round, its product(s) against the window's fixed matrices: right then left factor
-        round_products = [[StepProduct(w.t(), batch) for w in reversed(ws)] for ws, _ in rounds]
-        by_gates = StepProduct(torch.cat([weight_ih, weight_hh], dim=1).t(), batch)
+        round_products = [
+            [StepProduct(w.t(), batch, steps) for w in reversed(ws)] for ws, _ in rounds
+        ]
+        by_gates = StepProduct(torch.cat([weight_ih, weight_hh], dim=1).t(), batch, steps)
         acts = new(steps, batch, 4 * hidden)  # σ(i), σ(f), tanh(g), σ(o)
         cells = new(steps + 1, batch, hidden)  # c_0 .. c_T
         y = new(batch, steps, hidden)
@@ -150,8 +152,8 @@ class MogrifierWindow(torch.autograd.Function):
         dpre = [new(s.shape) for s in sig]  # (T, B, out)
         dus = [new(u.shape) if low_rank else None for u in us]  # (T, B, k)
         # per round, the products that take dp back to its input: left then right factor
-        round_products = [[StepProduct(w, batch) for w in ws] for ws, _ in rounds]
-        by_gates = StepProduct(torch.cat([weight_ih, weight_hh], dim=1), batch)
+        round_products = [[StepProduct(w, batch, steps) for w in ws] for ws, _ in rounds]
+        by_gates = StepProduct(torch.cat([weight_ih, weight_hh], dim=1), batch, steps)
         # per round (last first), its per-step views: (σ, version it read, dp, d middle)
         plans = []
         for j in range(r - 1, -1, -1):

@@ -77,7 +77,7 @@ class MultiplicativeWindow(torch.autograd.Function):
         )
         acts_t, cells_t, y_t = acts.unbind(0), cells.unbind(0), y.unbind(1)
         h_prev = h0
-        by_mh, by_hm = StepProduct(w_mh.t(), batch), StepProduct(w_hm.t(), batch)
+        by_mh, by_hm = StepProduct(w_mh.t(), batch, steps), StepProduct(w_hm.t(), batch, steps)
         for t in range(steps):
             p = prevs_t[t]
             if mask is None:
@@ -107,7 +107,7 @@ class MultiplicativeWindow(torch.autograd.Function):
         us_t, dus_t = us.unbind(0), dus.unbind(0)
         dh = dh_last.clone()
         dc = dc_last.clone()
-        by_hm, by_mh = StepProduct(w_hm, batch), StepProduct(w_mh, batch)
+        by_hm, by_mh = StepProduct(w_hm, batch, steps), StepProduct(w_mh, batch, steps)
         for t in range(steps - 1, -1, -1):
             dh += dy_t[t]
             dg_t = lstm.step(t, dh, dc)  # dc becomes the gradient of c_{t−1}

@@ -71,20 +71,29 @@ def matmul(a: Tensor, b: Tensor) -> Tensor:
 # (32 rows, 2 threads): 512 x 32 took 13 us in MKL and 23 us packed, 256 x 256 43 and 59;
 # 512 x 512 148 and 113, 256 x 1024 159 and 107.
 MIN_PACKED_ENTRIES = 1 << 18
+# Packing a 512 x 2048 matrix costs ~0.8-1.2 ms, repaid per product by ~0.04 ms at 1 row,
+# ~0.3 ms at 8 rows and ~0.5 ms at 32 (MKL 127 / 457 / 867 us against packed 90 / 145 /
+# 374 us): a window packs only when rows x steps reaches this, so a single stream (dynamic
+# evaluation's short segments) keeps torch.mm unless its window is long.
+MIN_PACKED_ROW_STEPS = 64
 
 
 class StepProduct:
     """a ↦ a @ matrix (+ add) for many (rows, in) operands `a` against one (in, out) `matrix`.
 
     Build it once per window from the window's matrix (already weight-normalised or
-    DropConnected), call it every step. `rows` is the expected number of rows, which
-    oneDNN's packing is tuned for; other row counts still give the right product.
+    DropConnected), call it at each of the window's `steps` steps. oneDNN's packing is
+    tuned for `rows`; other row counts still give the right product.
     """
 
-    def __init__(self, matrix: Tensor, rows: int) -> None:
+    def __init__(self, matrix: Tensor, rows: int, steps: int) -> None:
         self.matrix = matrix  # (in, out)
         self.packed: Tensor | None = None
-        if packing_applies(matrix) and matrix.numel() >= MIN_PACKED_ENTRIES:
+        if (
+            packing_applies(matrix)
+            and matrix.numel() >= MIN_PACKED_ENTRIES
+            and rows * steps >= MIN_PACKED_ROW_STEPS
+        ):
             # an opaque oneDNN tensor, from (out, in) as a linear layer's weight; reordering a
             # contiguous matrix is about 3x faster than reordering a transposed view
             weight = matrix.detach().t().contiguous()

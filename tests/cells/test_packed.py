@@ -15,14 +15,18 @@ ONEDNN = torch.backends.mkldnn.is_available()
 
 
 def test_packed_path_is_taken_exactly_where_it_applies(monkeypatch):
-    """float32 CPU matrices from 512 x 512 up are packed when torch has oneDNN; small ones,
-    float64 ones and LSTMLAB_ONEDNN=0 use torch.mm."""
+    """float32 CPU matrices from 512 x 512 up are packed when torch has oneDNN and the window
+    has enough rows x steps to repay it; small matrices, a single stream's short window,
+    float64 and LSTMLAB_ONEDNN=0 use torch.mm."""
     big = torch.randn(512, 512)
-    assert (packed.StepProduct(big, 32).packed is not None) == ONEDNN
-    assert packed.StepProduct(torch.randn(512, 32), 32).packed is None
-    assert packed.StepProduct(big.double(), 32).packed is None
+    assert (packed.StepProduct(big, 32, 128).packed is not None) == ONEDNN
+    assert (packed.StepProduct(big, 8, 8).packed is not None) == ONEDNN
+    assert (packed.StepProduct(big, 1, 64).packed is not None) == ONEDNN
+    assert packed.StepProduct(big, 1, 16).packed is None  # dynamic evaluation's segments
+    assert packed.StepProduct(torch.randn(512, 32), 32, 128).packed is None
+    assert packed.StepProduct(big.double(), 32, 128).packed is None
     monkeypatch.setenv("LSTMLAB_ONEDNN", "0")
-    assert packed.StepProduct(big, 32).packed is None
+    assert packed.StepProduct(big, 32, 128).packed is None
     assert not packed.packing_applies(big)
 
 
@@ -34,7 +38,7 @@ def test_step_product_matches_float64_products(transposed):
     matrix = torch.randn(384, 768) / 20
     if transposed:
         matrix = torch.randn(768, 384).t() / 20
-    product = packed.StepProduct(matrix, 8)
+    product = packed.StepProduct(matrix, 8, 8)
     assert (product.packed is not None) == ONEDNN
     bias, m64 = torch.randn(768), matrix.double()
     for rows in (8, 3):
@@ -93,11 +97,12 @@ def test_window_functions_on_packed_products_match_the_float32_step_loop(make, m
     """With every product packed (size floor lifted), a training window's outputs and all its
     gradients equal autograd through the step loop up to float32 rounding."""
     monkeypatch.setattr(packed, "MIN_PACKED_ENTRIES", 0)
+    monkeypatch.setattr(packed, "MIN_PACKED_ROW_STEPS", 0)
     made = []
     original = packed.StepProduct.__init__
 
-    def spy(self, matrix, rows):
-        original(self, matrix, rows)
+    def spy(self, matrix, rows, steps):
+        original(self, matrix, rows, steps)
         made.append(self.packed is not None)
 
     monkeypatch.setattr(packed.StepProduct, "__init__", spy)
@@ -119,6 +124,7 @@ def test_torch_compile_traces_the_window_functions_without_packing(make, monkeyp
     """Inductor cannot lower oneDNN's opaque packed matrix, so code traced by torch.compile takes
     torch.mm; the compiled training window gives eager's outputs and gradients."""
     monkeypatch.setattr(packed, "MIN_PACKED_ENTRIES", 0)  # eager packs every product
+    monkeypatch.setattr(packed, "MIN_PACKED_ROW_STEPS", 0)
     torch.manual_seed(0)
     cell, s0 = make()
     cell.eval()  # no dropout masks, so both runs see the same function

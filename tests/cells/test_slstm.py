@@ -12,7 +12,12 @@ from lstmlab.cells.slstm import SLSTMCell, SLSTMState, powerlaw_forget_bias
 from lstmlab.cells.slstm_window import slstm_window
 from lstmlab.errors import ConfigError
 
-from support import assert_dropout_only_in_training, check_carried_state, count_calls
+from support import (
+    assert_dropout_only_in_training,
+    check_carried_state,
+    count_calls,
+    long_window_steps,
+)
 
 
 def _block(d=16, heads=4, **kw) -> SLSTMCell:
@@ -181,12 +186,10 @@ def test_window_function_is_skipped_without_gradients(case, monkeypatch):
 
 
 def test_window_function_runs_long_windows_without_gradients(monkeypatch):
-    """Inference over a window of WINDOW_FUNCTION_MIN_STEPS or more runs the Function (faster
-    there than the loop), with the loop's outputs and final state."""
-    from lstmlab.cells.base import WINDOW_FUNCTION_MIN_STEPS
-
+    """Inference over a long window runs the Function (faster there than the loop), with the
+    loop's outputs and final state."""
     block = _block(d=8, heads=2).eval()
-    x = torch.randn(2, WINDOW_FUNCTION_MIN_STEPS, 8)
+    x = torch.randn(2, long_window_steps(2), 8)
     calls = count_calls(monkeypatch, "lstmlab.cells.slstm.slstm_window")
     with torch.no_grad():
         fast = block(x, block.initial_state(2))
