@@ -186,19 +186,21 @@ def interleaved_median_seconds(
 
     A round calls every function once, in turn, so load from other processes (on a
     shared machine it comes and goes over seconds) falls on every function alike and
-    their ratios stay put even when the absolute figures drift.
+    their ratios stay put even when the absolute figures drift; each round starts one
+    function later than the one before, so no function always runs first.
     """
     for _ in range(warmup):
         for fn in fns:
             fn()
     times: list[list[float]] = [[] for _ in fns]
-    for _ in range(steps):
-        for fn, own in zip(fns, times):
+    for round_ in range(steps):
+        for place in range(len(fns)):
+            k = (place + round_) % len(fns)  # each round starts one later: no fixed first place
             _synchronize(device)
             t0 = time.perf_counter()
-            fn()
+            fns[k]()
             _synchronize(device)
-            own.append(time.perf_counter() - t0)
+            times[k].append(time.perf_counter() - t0)
     return [statistics.median(own) for own in times]
 
 
@@ -275,7 +277,6 @@ def _subject(
     carried = {"state": model.initial_state(batch, device=device), "ids": x[:, :1]}
 
     def train_step() -> None:
-        model.train()
         state = detach_state(carried["state"])
         logits, state = model(x, state)  # (B, T, V)
         loss = F.cross_entropy(logits.reshape(-1, VOCAB_SIZE), y.reshape(-1))  # (B·T, V)
@@ -286,12 +287,10 @@ def _subject(
 
     @torch.no_grad()
     def infer_step() -> None:
-        model.eval()
         _, carried["state"] = model(x, carried["state"])
 
     @torch.no_grad()
     def sample_block() -> None:
-        model.eval()
         state, ids = carried["state"], carried["ids"]  # ids (B, 1)
         for _ in range(SAMPLE_BLOCK):
             logits, state = model(ids, state)  # (B, 1, V)
@@ -308,11 +307,15 @@ def measure_point(
     `cells` at one (hidden, window), each figure timed interleaved across the networks."""
     subjects = [_subject(cell, hidden, window, settings, device) for cell in cells]
     timing = {"warmup": settings.warmup, "steps": settings.steps, "device": device}
+    for s in subjects:
+        s.model.train()
     train_s = interleaved_median_seconds([s.train_step for s in subjects], **timing)
     peaks = [
         _peak_training_bytes(s.train_step, s.model, s.optimizer, s.carried, device)
         for s in subjects
     ]
+    for s in subjects:
+        s.model.eval()
     infer_s = interleaved_median_seconds([s.infer_step for s in subjects], **timing)
     sample_s = interleaved_median_seconds([s.sample_block for s in subjects], **timing)
     batch = settings.batch_size
@@ -342,14 +345,17 @@ def measure_point(
 
 
 def _peak_training_bytes(train_step, model, optimizer, carried, device: torch.device) -> int:
+    previous = carried["state"]  # freed only after profiling: its free event would be unmatched
+    held = _held_bytes(model, optimizer, previous)
     if device.type == "cuda":
+        # Other networks of the same point live on the device too: count only what this
+        # step allocates above the start, plus this network's own held bytes.
         _synchronize(device)
+        start = torch.cuda.memory_allocated(device)
         torch.cuda.reset_peak_memory_stats(device)
         train_step()
         _synchronize(device)
-        return torch.cuda.max_memory_allocated(device)
-    previous = carried["state"]  # freed only after profiling: its free event would be unmatched
-    held = _held_bytes(model, optimizer, previous)
+        return held + torch.cuda.max_memory_allocated(device) - start
     peak = held + cpu_peak_allocated_bytes(train_step)
     del previous
     return peak

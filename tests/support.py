@@ -95,24 +95,33 @@ def window_outputs_and_gradients(cell, x, s0, *, window_function, seed=1):
 def assert_window_function_without_gradients(cell, x, monkeypatch, *, node, target):
     """Without gradients a short window (x, fewer than WINDOW_FUNCTION_MIN_STEPS steps, as in
     sampling) keeps the step loop and a long one (`long_window_steps`) runs the window
-    Function, both with the
-    outputs the cell gives with gradients. `node` names the Function's autograd node,
-    `target` is the import path the cell calls it by."""
+    Function where packing applies (float32 CPU), both with the step loop's outputs; in
+    float64 every no-grad window keeps the loop. With gradients the Function always runs.
+    `node` names the Function's autograd node, `target` is the import path the cell calls it
+    by."""
     import torch
 
     from lstmlab.cells.base import WINDOW_FUNCTION_MIN_STEPS
 
     assert x.shape[1] < WINDOW_FUNCTION_MIN_STEPS
     long_x = x.repeat(1, -(-long_window_steps(x.shape[0]) // x.shape[1]), 1)  # (B, long, E)
-    for inputs in (x, long_x):
-        expected, _ = cell(inputs, cell.initial_state(x.shape[0]))
-        assert node in expected.grad_fn.name()
-        with monkeypatch.context() as patch:
-            calls = count_calls(patch, target)
+    for dtype in (torch.float32, torch.float64):
+        cell.to(dtype)
+        for inputs in (x.to(dtype), long_x.to(dtype)):
+            s0 = cell.initial_state(x.shape[0], dtype=dtype)
+            y, _ = cell(inputs, s0)
+            assert node in y.grad_fn.name()
+            cell.window_function = False
             with torch.no_grad():
-                y, _ = cell(inputs, cell.initial_state(x.shape[0]))
-        assert bool(calls) == (inputs is long_x)
-        torch.testing.assert_close(y, expected.detach())
+                expected, _ = cell(inputs, s0)
+            cell.window_function = True
+            with monkeypatch.context() as patch:
+                calls = count_calls(patch, target)
+                with torch.no_grad():
+                    y, _ = cell(inputs, s0)
+            long = inputs.shape[1] == long_x.shape[1]
+            assert bool(calls) == (long and dtype == torch.float32)
+            torch.testing.assert_close(y, expected)
 
 
 def long_window_steps(batch: int) -> int:

@@ -151,9 +151,15 @@ def test_cuda_rows_report_device_memory():
 
 def test_timing_interleaves_the_networks_round_by_round():
     """Every round calls each network once, in turn, so load that comes and goes on a shared
-    machine falls on the yardstick and the cells alike; one median per network."""
+    machine falls on the yardstick and the cells alike; no network always goes first; one
+    median per network."""
     calls = []
     fns = [lambda name=name: calls.append(name) for name in ("yardstick", "a", "b")]
     medians = bench.interleaved_median_seconds(fns, warmup=2, steps=5, device=torch.device("cpu"))
-    assert calls == ["yardstick", "a", "b"] * 7
+    warm, timed = calls[:6], calls[6:]
+    assert warm == ["yardstick", "a", "b"] * 2
+    # one call of each per round, the first place moving on each round
+    rounds = [timed[k : k + 3] for k in range(0, 15, 3)]
+    assert [r[0] for r in rounds] == ["yardstick", "a", "b", "yardstick", "a"]
+    assert all(sorted(r) == ["a", "b", "yardstick"] for r in rounds)
     assert len(medians) == 3 and all(m >= 0 for m in medians)

@@ -18,7 +18,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
-from lstmlab.cells.packed import MIN_PACKED_ROW_STEPS
+from lstmlab.cells.packed import MIN_PACKED_ROW_STEPS, packing_applies
 
 
 class RecurrentCell(nn.Module, ABC):
@@ -68,21 +68,23 @@ def state_dropout_mask(h: Tensor, p: float, training: bool) -> Tensor | None:
     return h.new_empty(h.shape).bernoulli_(1.0 - p) / (1.0 - p)  # (B, H)
 
 
-# Without gradients a window Function still pays once the window repays packing its
-# matrices for oneDNN (packed.py, ~1-2 ms each): no-grad tokens/s at H 512, B 32,
+# Without gradients a window Function with packed products (packed.py) still pays once
+# the window repays packing its matrices (~1 ms each): no-grad tokens/s at H 512, B 32,
 # window Function vs step loop: T = 4 16.6k vs 17.4k (multiplicative), 14.0k vs 14.3k
-# (mogrifier); T = 16 23.8k vs 19.1k and 18.4k vs 14.5k; sLSTM at T = 128 23.4k vs 22.2k.
+# (mogrifier); T = 16 23.8k vs 19.1k and 18.4k vs 14.5k. (sLSTM's Function has no packed
+# products: 23.4k vs 22.2k at T = 128 did not justify its buffers.)
 WINDOW_FUNCTION_MIN_STEPS = 8
 
 
 def window_function_applies(cell: nn.Module, x: Tensor, state: NamedTuple) -> bool:
     """Whether `cell` should run its window as its hand-written autograd Function.
 
-    With gradients it always should. Without them (inference, evaluation) it fills
-    buffers no backward will read, yet its packed products still make it faster
-    from WINDOW_FUNCTION_MIN_STEPS steps on, where the window has the rows x steps
-    to pack for (packed.MIN_PACKED_ROW_STEPS); shorter windows (sampling's T = 1)
-    take the step loop. Its buffers hold one dtype, so autocast's mixed dtypes take
+    With gradients it always should. Without them (inference, evaluation) a cell
+    whose Function multiplies through packed products (`cell.packed_products`) runs
+    it for windows of WINDOW_FUNCTION_MIN_STEPS steps or more with the rows x steps
+    to pack for (packed.MIN_PACKED_ROW_STEPS), where packing applies (float32 CPU);
+    it then keeps no per-window buffers. Shorter windows (sampling's T = 1) take the
+    step loop. The Function's buffers hold one dtype, so autocast's mixed dtypes take
     the loop too. `cell.window_function = False` forces the loop, the reference the
     Function is tested against.
     """
@@ -91,4 +93,9 @@ def window_function_applies(cell: nn.Module, x: Tensor, state: NamedTuple) -> bo
     if torch.is_grad_enabled() and any(t.requires_grad for t in (x, *state, *cell.parameters())):
         return True
     batch, steps = x.shape[:2]
-    return steps >= WINDOW_FUNCTION_MIN_STEPS and batch * steps >= MIN_PACKED_ROW_STEPS
+    return (
+        getattr(cell, "packed_products", False)
+        and packing_applies(x)
+        and steps >= WINDOW_FUNCTION_MIN_STEPS
+        and batch * steps >= MIN_PACKED_ROW_STEPS
+    )

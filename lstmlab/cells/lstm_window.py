@@ -17,6 +17,29 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+# torch.compile runs the window Functions eagerly (`torch.compiler.disable` on their
+# wrappers, a graph break around each call): they gain nothing from inductor on CPU
+# (benchmarks/fusion.py), inductor cannot lower oneDNN's packed matrices, and dynamo traced
+# the per-step views of their buffers (`step_views`) into wrong outputs (torch 2.13, caught
+# by tests/cells/test_packed.py).
+
+
+def backward_needed(*tensors: Tensor | None) -> bool:
+    """Whether autograd will call the window Function's backward: grad mode is on and some
+    input requires a gradient. Without one the forward keeps no per-window buffers."""
+    return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
+
+
+def step_views(buffer: Tensor, count: int, dim: int = 0) -> list[Tensor]:
+    """`count` per-step views of `buffer` along `dim`, taken once for the window.
+
+    A buffer with one slice per step gives its slices in order. A forward that no
+    backward will read keeps only scratch: one slice, reused every step, or two for
+    a carried state (step t reads one and writes the other), taken in turn.
+    """
+    views = buffer.unbind(dim)
+    return [views[t % len(views)] for t in range(count)]
+
 
 def lstm_update_into(
     gates: Tensor, act: Tensor, c_prev: Tensor, c_out: Tensor, h_out: Tensor, capped: bool

@@ -91,6 +91,7 @@ class MogrifierCell(LSTMCell):
         # Windows run as one autograd Function (mogrifier_window.py); False takes the step
         # loop, the reference it is tested against. A backend choice, not a hyperparameter.
         self.window_function = True
+        self.packed_products = True  # so long windows run it without gradients too
         shapes = round_shapes(config.rounds, input_dim, config.hidden_dim)
         k = config.rank
         if k is None:

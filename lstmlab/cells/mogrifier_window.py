@@ -33,7 +33,12 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from lstmlab.cells.lstm_window import LSTMBackward, lstm_update_into
+from lstmlab.cells.lstm_window import (
+    LSTMBackward,
+    backward_needed,
+    lstm_update_into,
+    step_views,
+)
 from lstmlab.cells.packed import StepProduct
 
 
@@ -53,8 +58,9 @@ def _through(products: list[StepProduct], v: Tensor, middle: Tensor | None, add=
 
 
 class MogrifierWindow(torch.autograd.Function):
-    """(x (B, T, E), h0, c0 (B, H), mask (B, H) or None, LSTM weights, round params)
-    -> (y (B, T, H), h_T, c_T). Round params, flat: per round (W, b) or (left, right, b)."""
+    """(x (B, T, E), h0, c0 (B, H), mask (B, H) or None, keep, LSTM weights, round params)
+    -> (y (B, T, H), h_T, c_T). Round params, flat: per round (W, b) or (left, right, b);
+    keep: whether a backward will run (`backward_needed`), else no per-window buffers."""
 
     @staticmethod
     def forward(
@@ -63,6 +69,7 @@ class MogrifierWindow(torch.autograd.Function):
         h0: Tensor,
         c0: Tensor,
         mask: Tensor | None,
+        keep: bool,
         capped: bool,
         low_rank: bool,
         weight_ih: Tensor,
@@ -78,30 +85,32 @@ class MogrifierWindow(torch.autograd.Function):
         n_x, n_h = (r + 1) // 2, r // 2
         bias = bias_ih + bias_hh  # (G,)
         new = x.new_empty
+        # Without a backward to serve (inference), each buffer holds one step's scratch.
+        span = steps if keep else 1
         # The final x and h sit side by side in one (T, B, E + H) buffer, so the gates are one
         # product with [W_ih, W_hh] per step (and one weight gradient for both).
-        final = new(steps, batch, input_dim + hidden)
+        final = new(steps if n_x == 0 else span, batch, input_dim + hidden)
         x_fin, h_fin = final.split([input_dim, hidden], dim=2)
         # xs[0] is x itself; xs[a] (a >= 1) is x after its a-th rescaling; likewise hs, with
         # hs[0] the (masked) h_{t-1}. The last of each is its half of `final`.
-        xs = [x.transpose(0, 1)] + [new(steps, batch, input_dim) for _ in range(n_x)]  # (T, B, E)
-        hs = [new(steps, batch, hidden) for _ in range(n_h + 1)]  # (T, B, H)
+        xs = [x.transpose(0, 1)] + [new(span, batch, input_dim) for _ in range(n_x)]  # (T, B, E)
+        hs = [new(span, batch, hidden) for _ in range(n_h + 1)]  # (T, B, H)
         hs[n_h] = h_fin
         if n_x:
             xs[n_x] = x_fin
         else:
             x_fin.copy_(xs[0])
-        sig = [new(steps, batch, input_dim if j % 2 == 0 else hidden) for j in range(r)]
+        sig = [new(span, batch, input_dim if j % 2 == 0 else hidden) for j in range(r)]
         us = [
-            new(steps, batch, w[-1].shape[0]) if low_rank else None for w, _ in rounds
+            new(span, batch, w[-1].shape[0]) if low_rank else None for w, _ in rounds
         ]  # (T, B, k)
         # per round, its product(s) against the window's fixed matrices: right then left factor
         round_products = [
             [StepProduct(w.t(), batch, steps) for w in reversed(ws)] for ws, _ in rounds
         ]
         by_gates = StepProduct(torch.cat([weight_ih, weight_hh], dim=1).t(), batch, steps)
-        acts = new(steps, batch, 4 * hidden)  # σ(i), σ(f), tanh(g), σ(o)
-        cells = new(steps + 1, batch, hidden)  # c_0 .. c_T
+        acts = new(span, batch, 4 * hidden)  # σ(i), σ(f), tanh(g), σ(o)
+        cells = new(steps + 1 if keep else 2, batch, hidden)  # c_0 .. c_T
         y = new(batch, steps, hidden)
         cells[0] = c0
         # Per round, the per-step views it reads and writes, taken once for the window:
@@ -111,9 +120,10 @@ class MogrifierWindow(torch.autograd.Function):
             a = j // 2  # round j turns version a of x (j even) or h (j odd) into a + 1
             inp, vs = (hs[a], xs) if j % 2 == 0 else (xs[a + 1], hs)
             views = (inp, vs[a], vs[a + 1], sig[j], us[j] if low_rank else None)
-            plans.append([v.unbind(0) if v is not None else [None] * steps for v in views])
-        h_masked, final_t = hs[0].unbind(0), final.unbind(0)
-        acts_t, cells_t, y_t = acts.unbind(0), cells.unbind(0), y.unbind(1)
+            plans.append([step_views(v, steps) if v is not None else [None] * steps for v in views])
+        h_masked, final_t = step_views(hs[0], steps), step_views(final, steps)
+        acts_t, cells_t = step_views(acts, steps), step_views(cells, steps + 1)
+        y_t = y.unbind(1)
         zero = x.new_zeros(())
         h_prev = h0
         for t in range(steps):
@@ -127,10 +137,11 @@ class MogrifierWindow(torch.autograd.Function):
                 torch.addcmul(zero, old[t], s, value=2.0, out=out[t])  # 2 σ ⊙ v
             gates = by_gates(final_t[t], add=bias)  # (B, G)
             h_prev = lstm_update_into(gates, acts_t[t], cells_t[t], cells_t[t + 1], y_t[t], capped)
-        ctx.capped, ctx.low_rank, ctx.rounds = capped, low_rank, r
-        ctx.save_for_backward(x, mask, weight_ih, weight_hh, *round_params, acts, cells)
-        ctx.buffers = (xs, hs, sig, us, final)  # the window's own: nobody else can modify them
-        return y, y[:, -1].clone(), cells[steps].clone()
+        if keep:
+            ctx.capped, ctx.low_rank, ctx.rounds = capped, low_rank, r
+            ctx.save_for_backward(x, mask, weight_ih, weight_hh, *round_params, acts, cells)
+            ctx.buffers = (xs, hs, sig, us, final)  # the window's own: nobody else can modify them
+        return y, y[:, -1].clone(), cells_t[steps].clone()
 
     @staticmethod
     @once_differentiable
@@ -204,6 +215,7 @@ class MogrifierWindow(torch.autograd.Function):
             None,
             None,
             None,
+            None,
             d_weight_ih,
             d_weight_hh,
             d_bias,
@@ -212,6 +224,8 @@ class MogrifierWindow(torch.autograd.Function):
         )
 
 
+# torch.compile runs the window eagerly, a graph break around the call: see lstm_window.py
+@torch.compiler.disable
 def mogrifier_window(
     x: Tensor,
     h0: Tensor,
@@ -229,6 +243,7 @@ def mogrifier_window(
     """(y (B, T, H), h_T, c_T) of a whole window; round_weights[j] is (W,) or (left, right)."""
     low_rank = bool(round_weights) and len(round_weights[0]) == 2
     flat = [p for w, b in zip(round_weights, round_biases) for p in (*w, b)]
+    keep = backward_needed(x, h0, c0, weight_ih, weight_hh, bias_ih, bias_hh, *flat)
     return MogrifierWindow.apply(
-        x, h0, c0, mask, capped, low_rank, weight_ih, weight_hh, bias_ih, bias_hh, *flat
+        x, h0, c0, mask, keep, capped, low_rank, weight_ih, weight_hh, bias_ih, bias_hh, *flat
     )

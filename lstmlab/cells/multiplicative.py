@@ -79,6 +79,7 @@ class MultiplicativeCell(RecurrentCell):
         # Training windows run as one autograd Function (multiplicative_window.py); False
         # takes the step loop, the reference it is tested against. A backend choice.
         self.window_function = True
+        self.packed_products = True  # so long windows run it without gradients too
         shapes = {
             "mx": (hidden, input_dim),
             "hx": (4 * hidden, input_dim),

@@ -35,13 +35,19 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from lstmlab.cells.lstm_window import LSTMBackward, lstm_update_into
+from lstmlab.cells.lstm_window import (
+    LSTMBackward,
+    backward_needed,
+    lstm_update_into,
+    step_views,
+)
 from lstmlab.cells.packed import StepProduct, linear, matmul
 
 
 class MultiplicativeWindow(torch.autograd.Function):
-    """(x (B, T, E), h0, c0 (B, H), mask (B, H) or None, W_in (5H, E) = [W_mx; W_hx],
-    b_in (5H,) = [0; b], W_mh (H, H), W_hm (G, H)) -> (y (B, T, H), h_T, c_T)."""
+    """(x (B, T, E), h0, c0 (B, H), mask (B, H) or None, keep, W_in (5H, E) = [W_mx; W_hx],
+    b_in (5H,) = [0; b], W_mh (H, H), W_hm (G, H)) -> (y (B, T, H), h_T, c_T); keep: whether
+    a backward will run (`backward_needed`), else no per-window buffers."""
 
     @staticmethod
     def forward(
@@ -50,6 +56,7 @@ class MultiplicativeWindow(torch.autograd.Function):
         h0: Tensor,
         c0: Tensor,
         mask: Tensor | None,
+        keep: bool,
         w_in: Tensor,
         b_in: Tensor,
         w_mh: Tensor,
@@ -60,22 +67,18 @@ class MultiplicativeWindow(torch.autograd.Function):
         new = x.new_empty
         both = linear(x, w_in, b_in)  # (B, T, 5H): [x_m, x_g]
         x_m, x_g = both.split([hidden, 4 * hidden], dim=2)
-        prevs = new(steps, batch, hidden)  # p_t: the (masked) h_{t−1}
-        us = new(steps, batch, hidden)  # u_t = p_t W_mhᵀ
-        ms = new(batch, steps, hidden)  # m_t, batch-major like the gate gradients it meets
-        acts = new(steps, batch, 4 * hidden)  # σ(i), σ(f), tanh(a), σ(o)
-        cells = new(steps + 1, batch, hidden)  # c_0 .. c_T
+        span = steps if keep else 1  # without a backward to serve, one step's scratch
+        prevs = new(span, batch, hidden)  # p_t: the (masked) h_{t−1}
+        us = new(span, batch, hidden)  # u_t = p_t W_mhᵀ
+        ms = new(batch, span, hidden)  # m_t, batch-major like the gate gradients it meets
+        acts = new(span, batch, 4 * hidden)  # σ(i), σ(f), tanh(a), σ(o)
+        cells = new(steps + 1 if keep else 2, batch, hidden)  # c_0 .. c_T
         y = new(batch, steps, hidden)
         cells[0] = c0
         # per-step views, taken once for the window
-        prevs_t, us_t, ms_t, x_m_t, x_g_t = (
-            prevs.unbind(0),
-            us.unbind(0),
-            ms.unbind(1),
-            x_m.unbind(1),
-            x_g.unbind(1),
-        )
-        acts_t, cells_t, y_t = acts.unbind(0), cells.unbind(0), y.unbind(1)
+        prevs_t, us_t, acts_t = (step_views(b, steps) for b in (prevs, us, acts))
+        ms_t, cells_t = step_views(ms, steps, dim=1), step_views(cells, steps + 1)
+        x_m_t, x_g_t, y_t = x_m.unbind(1), x_g.unbind(1), y.unbind(1)
         h_prev = h0
         by_mh, by_hm = StepProduct(w_mh.t(), batch, steps), StepProduct(w_hm.t(), batch, steps)
         for t in range(steps):
@@ -88,8 +91,9 @@ class MultiplicativeWindow(torch.autograd.Function):
             m = torch.mul(x_m_t[t], u, out=ms_t[t])
             gates = by_hm(m, add=x_g_t[t])  # (B, G)
             h_prev = lstm_update_into(gates, acts_t[t], cells_t[t], cells_t[t + 1], y_t[t], False)
-        ctx.save_for_backward(x, mask, w_in, w_mh, w_hm, x_m, prevs, us, ms, acts, cells)
-        return y, y[:, -1].clone(), cells[steps].clone()
+        if keep:
+            ctx.save_for_backward(x, mask, w_in, w_mh, w_hm, x_m, prevs, us, ms, acts, cells)
+        return y, y[:, -1].clone(), cells_t[steps].clone()
 
     @staticmethod
     @once_differentiable
@@ -125,9 +129,11 @@ class MultiplicativeWindow(torch.autograd.Function):
         d_b_in = flat.sum(0)
         d_w_hm = d_gates.reshape(rows, 4 * hidden).t() @ ms.view(rows, hidden)  # (G, H)
         d_w_mh = dus.view(rows, hidden).t() @ prevs.view(rows, hidden)  # (H, H)
-        return d_x, dh, dc, None, d_w_in, d_b_in, d_w_mh, d_w_hm
+        return d_x, dh, dc, None, None, d_w_in, d_b_in, d_w_mh, d_w_hm
 
 
+# torch.compile runs the window eagerly, a graph break around the call: see lstm_window.py
+@torch.compiler.disable
 def multiplicative_window(
     x: Tensor,
     h0: Tensor,
@@ -140,4 +146,5 @@ def multiplicative_window(
     w_hm: Tensor,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """(y (B, T, H), h_T, c_T) of a whole window."""
-    return MultiplicativeWindow.apply(x, h0, c0, mask, w_in, b_in, w_mh, w_hm)
+    keep = backward_needed(x, h0, c0, w_in, b_in, w_mh, w_hm)
+    return MultiplicativeWindow.apply(x, h0, c0, mask, keep, w_in, b_in, w_mh, w_hm)

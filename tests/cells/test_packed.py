@@ -64,8 +64,11 @@ def test_linear_and_matmul_match_float64():
     expected = x.double() @ weight.double().t() + bias.double()
     close = {"rtol": 1e-5, "atol": 1e-5}
     torch.testing.assert_close(packed.linear(x, weight, bias).double(), expected, **close)
-    a, b = torch.randn(40, 64), torch.randn(96, 64).t()
-    torch.testing.assert_close(packed.matmul(a, b).double(), a.double() @ b.double(), **close)
+    a = torch.randn(40, 64)
+    # b a transposed view (linear gets a contiguous weight) or contiguous (linear gets its
+    # transposed view, as the multiplicative backward's matmul(d_both, W_in) does)
+    for b in (torch.randn(96, 64).t(), torch.randn(64, 96)):
+        torch.testing.assert_close(packed.matmul(a, b).double(), a.double() @ b.double(), **close)
     # float64 takes F.linear, bit for bit
     x64 = x.double()
     assert torch.equal(
@@ -120,9 +123,9 @@ def test_window_functions_on_packed_products_match_the_float32_step_loop(make, m
 @pytest.mark.parametrize(
     "make", [_multiplicative, lambda: _mogrifier(4)], ids=["multiplicative", "mogrifier"]
 )
-def test_torch_compile_traces_the_window_functions_without_packing(make, monkeypatch):
-    """Inductor cannot lower oneDNN's opaque packed matrix, so code traced by torch.compile takes
-    torch.mm; the compiled training window gives eager's outputs and gradients."""
+def test_torch_compile_runs_the_window_functions_eagerly(make, monkeypatch):
+    """A compiled cell calls its window Function eagerly (inductor cannot lower oneDNN's packed
+    matrix, and dynamo mis-traced the per-step views); outputs and gradients are eager's."""
     monkeypatch.setattr(packed, "MIN_PACKED_ENTRIES", 0)  # eager packs every product
     monkeypatch.setattr(packed, "MIN_PACKED_ROW_STEPS", 0)
     torch.manual_seed(0)
@@ -135,3 +138,31 @@ def test_torch_compile_traces_the_window_functions_without_packing(make, monkeyp
     compiled, _ = window_outputs_and_gradients(compiled_cell, x, s0, window_function=True)
     for a, b in zip(compiled, eager, strict=True):
         torch.testing.assert_close(a, b, rtol=2e-4, atol=2e-5)
+
+
+@pytest.mark.parametrize(
+    "make", [_multiplicative, lambda: _mogrifier(4)], ids=["multiplicative", "mogrifier"]
+)
+def test_windows_without_gradients_keep_one_steps_scratch(make):
+    """Inference through a window Function keeps no per-window buffers: it allocates about what
+    the step loop does, far less than the same window with gradients; outputs are the loop's."""
+    from lstmlab.bench import cpu_peak_allocated_bytes
+
+    torch.manual_seed(0)
+    cell, _ = make()
+    cell.eval()
+    x = torch.randn(8, 64, 16)
+    s0 = cell.initial_state(8)
+
+    def no_grad_window():
+        with torch.no_grad():
+            return cell(x, s0)[0]
+
+    function = cpu_peak_allocated_bytes(no_grad_window)
+    with_grad = cpu_peak_allocated_bytes(lambda: cell(x, s0)[0])
+    expected = no_grad_window()
+    cell.window_function = False
+    loop = cpu_peak_allocated_bytes(no_grad_window)
+    if ONEDNN:  # the Function ran without gradients (float32 CPU)
+        assert function < 1.5 * loop and 2 * function < with_grad
+    torch.testing.assert_close(expected, no_grad_window())
