@@ -34,6 +34,7 @@ from torch.autograd.function import once_differentiable
 
 from lstmlab.cells.configs import MLSTMConfig
 from lstmlab.cells.gating import compute_dtype, mlstm_chunkwise, mlstm_recurrent
+from lstmlab.cells.packed import trained_linear
 from lstmlab.cells.xlstm import (
     CausalConv,
     HeadwiseNorm,
@@ -198,7 +199,7 @@ class MLSTMCell(ResidualBlock):
         # backward adds two (B, T, d) gradients instead of concatenating two (B, T, D) ones
         x_norm = self.norm(x)
         w_u, w_z = self.up.weight.chunk(2, dim=0)  # (D, d) each
-        u, z = F.linear(x_norm, w_u), F.linear(x_norm, w_z)  # (B, T, D) each
+        u, z = trained_linear(x_norm, w_u), trained_linear(x_norm, w_z)  # (B, T, D) each
         u_conv, conv_buffer = self.conv(u, state.conv)
         u_conv = F.silu(u_conv)
         # q and k read u_conv in one pass: their 4×4 blocks side by side, (G, 8, 4); q, k, v
@@ -214,7 +215,7 @@ class MLSTMCell(ResidualBlock):
             h, memory = mlstm_chunkwise(q, k, v, i_pre, f_pre, memory, chunk_size=self.chunk_size)
         h = self.head_norm(h.transpose(1, 2).flatten(2))  # (B, NH, T, DH) -> (B, T, D)
         h = torch.addcmul(h, self.skip, u_conv) * F.silu(z)  # (h + s ⊙ u_c) ⊙ SiLU(z)
-        y = x + self.dropout(self.down(h))  # (B, T, d)
+        y = x + self.dropout(trained_linear(h, self.down.weight))  # (B, T, d)
         return y, MLSTMState(*memory, conv_buffer)
 
     def _gates(self, u_conv: Tensor, u: Tensor) -> tuple[Tensor, Tensor]:

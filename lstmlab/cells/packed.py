@@ -24,6 +24,7 @@ import os
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from torch.autograd.function import once_differentiable
 
 
 def _ops_available() -> bool:
@@ -60,6 +61,43 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     if not packing_applies(weight):
         return F.linear(x, weight, bias)
     return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")
+
+
+class _OneDNNLinear(torch.autograd.Function):
+    """F.linear with oneDNN for the forward and the input's gradient; the weight's gradient,
+    (out, rows) @ (rows, in), is as fast in MKL (torch.mm)."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+        ctx.save_for_backward(x, weight)
+        ctx.has_bias = bias is not None
+        return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad: Tensor):
+        x, weight = ctx.saved_tensors
+        d_x = d_weight = d_bias = None
+        if ctx.needs_input_grad[0]:
+            d_x = torch.ops.mkldnn._linear_pointwise(grad, weight.t(), None, "none", [], "")
+        rows = grad.reshape(-1, grad.shape[-1])  # (N, out)
+        if ctx.needs_input_grad[1]:
+            d_weight = rows.t() @ x.reshape(-1, x.shape[-1])  # (out, in)
+        if ctx.has_bias and ctx.needs_input_grad[2]:
+            d_bias = rows.sum(0)
+        return d_x, d_weight, d_bias
+
+
+def trained_linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+    """F.linear under autograd, with oneDNN's products where `packing_applies` (float32 CPU):
+    for layers outside the window Functions, e.g. the mLSTM block's projections."""
+    if (
+        not packing_applies(weight)
+        or x.dtype != weight.dtype
+        or torch.is_autocast_enabled(x.device.type)  # autocast picks F.linear's dtype
+    ):
+        return F.linear(x, weight, bias)
+    return _OneDNNLinear.apply(x, weight, bias)
 
 
 def matmul(a: Tensor, b: Tensor) -> Tensor:

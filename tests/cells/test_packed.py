@@ -166,3 +166,29 @@ def test_windows_without_gradients_keep_one_steps_scratch(make):
     if ONEDNN:  # the Function ran without gradients (float32 CPU)
         assert function < 1.5 * loop and 2 * function < with_grad
     torch.testing.assert_close(expected, no_grad_window())
+
+
+@pytest.mark.parametrize("with_bias", [False, True])
+def test_trained_linear_matches_f_linear_with_gradients(with_bias):
+    """The mLSTM block's projections: outputs and the gradients of input, weight and bias equal
+    F.linear's in float64 up to float32 rounding; float64 itself takes F.linear."""
+    torch.manual_seed(0)
+    x = torch.randn(3, 7, 48, requires_grad=True)
+    weight = (torch.randn(80, 48) / 7).requires_grad_()
+    bias = torch.randn(80, requires_grad=True) if with_bias else None
+    leaves = [t for t in (x, weight, bias) if t is not None]
+    y = packed.trained_linear(x, weight, bias)
+    assert ("OneDNNLinear" in y.grad_fn.name()) == ONEDNN
+    ramp = torch.linspace(-1, 1, y.numel()).view_as(y)
+    grads = torch.autograd.grad((y * ramp).sum(), leaves)
+    wide = [t.detach().double().requires_grad_() for t in leaves]
+    y64 = torch.nn.functional.linear(*wide, *([] if with_bias else [None]))
+    grads64 = torch.autograd.grad((y64 * ramp.double()).sum(), wide)
+    close = {"rtol": 1e-5, "atol": 1e-5}
+    torch.testing.assert_close(y.double(), y64, **close)
+    for got, want in zip(grads, grads64, strict=True):
+        torch.testing.assert_close(got.double(), want, **close)
+    y_fallback = packed.trained_linear(*wide, *([] if with_bias else [None]))
+    assert "OneDNN" not in y_fallback.grad_fn.name()
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # autocast keeps F.linear's casting
+        assert packed.trained_linear(x, weight, bias).dtype == torch.bfloat16
