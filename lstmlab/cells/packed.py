@@ -6,7 +6,9 @@ project's AMD machine its 32-row products ran at ~60 GMAC/s on two threads.
 oneDNN's matmul on a matrix reordered once for that row count ran the same
 products at ~95 GMAC/s (interleaved micro-benchmark, 2 threads, B = 32,
 512 x 2048 and 2048 x 512). torch.nn.LSTM's CPU kernel is oneDNN too, so the
-hand-written window Functions now use the tool the yardstick uses.
+hand-written window Functions now use the tool the yardstick uses. `linear` and
+`matmul` serve their window-sized products, and `trained_linear` is the same as
+an autograd linear layer (the mLSTM block's projections).
 
 Only float32 CPU tensors take the packed path, and only when this torch was
 built with oneDNN and exposes its matmul ops (`torch.ops.mkldnn`, as inductor
