@@ -7,7 +7,9 @@ share: the LSTM cell update written into those buffers, and its backward,
     act = [σ(i), σ(f), tanh(g), σ(o)],   c_t = f c_{t−1} + i_eff g,   h_t = o tanh(c_t)
 
 with i_eff = i, or min(i, 1 − f) for the capped input gate. `LSTMBackward`
-carries the gradient back through one step at a time.
+carries the gradient back through one step at a time; `step_views` and
+`backward_needed` let a forward without a backward keep one step's scratch
+instead of per-window buffers.
 
 Shapes: B batch, T window, H hidden size, G = 4H gates.
 """
