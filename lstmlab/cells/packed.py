@@ -15,8 +15,8 @@ built with oneDNN and exposes its matmul ops (`torch.ops.mkldnn`, as inductor
 uses them). Everything else (float64 for gradcheck, CUDA, bfloat16) uses
 torch.mm / torch.addmm, the reference the tests compare the packed path against;
 so does code being traced by torch.compile, whose inductor cannot lower the packed
-matrix (it packs weights its own way). `LSTMLAB_ONEDNN=0` in the environment turns
-the packed path off.
+matrix (it packs weights its own way). `LSTMLAB_ONEDNN=0` in the environment, or
+`torch.backends.mkldnn.enabled = False`, turns the packed path off.
 """
 
 from __future__ import annotations
@@ -46,6 +46,7 @@ def packing_applies(matrix: Tensor) -> bool:
     """Whether products with `matrix` take oneDNN's packed path (see the module docstring)."""
     return (
         _AVAILABLE
+        and torch.backends.mkldnn.enabled  # a user who turned oneDNN off keeps it off
         and not torch.compiler.is_compiling()  # inductor cannot lower the opaque packed matrix
         and matrix.device.type == "cpu"
         and matrix.dtype == torch.float32

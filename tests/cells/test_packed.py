@@ -25,6 +25,8 @@ def test_packed_path_is_taken_exactly_where_it_applies(monkeypatch):
     assert packed.StepProduct(big, 1, 16).packed is None  # dynamic evaluation's segments
     assert packed.StepProduct(torch.randn(512, 32), 32, 128).packed is None
     assert packed.StepProduct(big.double(), 32, 128).packed is None
+    with torch.backends.mkldnn.flags(enabled=False):
+        assert packed.StepProduct(big, 32, 128).packed is None
     monkeypatch.setenv("LSTMLAB_ONEDNN", "0")
     assert packed.StepProduct(big, 32, 128).packed is None
     assert not packed.packing_applies(big)
