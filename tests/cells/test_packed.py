@@ -25,8 +25,10 @@ def test_packed_path_is_taken_exactly_where_it_applies(monkeypatch):
     assert packed.StepProduct(big, 1, 16).packed is None  # dynamic evaluation's segments
     assert packed.StepProduct(torch.randn(512, 32), 32, 128).packed is None
     assert packed.StepProduct(big.double(), 32, 128).packed is None
-    with torch.backends.mkldnn.flags(enabled=False):
+    with monkeypatch.context() as patch:
+        patch.setattr(torch.backends.mkldnn, "enabled", False)
         assert packed.StepProduct(big, 32, 128).packed is None
+    assert torch.backends.mkldnn.enabled  # restored for the other tests
     monkeypatch.setenv("LSTMLAB_ONEDNN", "0")
     assert packed.StepProduct(big, 32, 128).packed is None
     assert not packed.packing_applies(big)
