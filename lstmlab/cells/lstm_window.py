@@ -32,13 +32,16 @@ def backward_needed(*tensors: Tensor | None) -> bool:
     return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
 
 
-def step_views(buffer: Tensor, count: int, dim: int = 0) -> list[Tensor]:
+def step_views(buffer: Tensor | None, count: int, dim: int = 0) -> list[Tensor | None]:
     """`count` per-step views of `buffer` along `dim`, taken once for the window.
 
     A buffer with one slice per step gives its slices in order. A forward that no
     backward will read keeps only scratch: one slice, reused every step, or two for
-    a carried state (step t reads one and writes the other), taken in turn.
+    a carried state (step t reads one and writes the other), taken in turn. A missing
+    buffer (None) gives None at every step.
     """
+    if buffer is None:
+        return [None] * count
     views = buffer.unbind(dim)
     return [views[t % len(views)] for t in range(count)]
 
@@ -60,7 +63,7 @@ def lstm_update_into(
     return torch.mul(o, torch.tanh(c), out=h_out)
 
 
-def _sigmoid_slope(s: Tensor) -> Tensor:
+def sigmoid_slope(s: Tensor) -> Tensor:
     """σ' = σ (1 − σ) from σ, as s − s² (one op, no scalar tensor)."""
     return torch.addcmul(s, s, s, value=-1.0)
 
@@ -91,7 +94,7 @@ class LSTMBackward:
         d_i, d_f, d_g, d_o = (part[t] for part in self.dparts)
         tanh_c = torch.tanh(self.cells[t + 1])
         # h = o tanh(c):  d õ = dh tanh(c) o (1 − o);  dc += dh o (1 − tanh²c)
-        torch.mul(dh, tanh_c, out=d_o).mul_(_sigmoid_slope(o))
+        torch.mul(dh, tanh_c, out=d_o).mul_(sigmoid_slope(o))
         dc.addcmul_(dh, torch.addcmul(o, tanh_c.mul_(tanh_c), o, value=-1.0))
         c_prev = self.cells[t]
         if self.capped:
@@ -104,8 +107,8 @@ class LSTMBackward:
             d_i_part = g * share
         else:
             i_eff, d_f_part, d_i_part = i, c_prev, g
-        torch.mul(dc, d_i_part, out=d_i).mul_(_sigmoid_slope(i))
-        torch.mul(dc, d_f_part, out=d_f).mul_(_sigmoid_slope(f))
+        torch.mul(dc, d_i_part, out=d_i).mul_(sigmoid_slope(i))
+        torch.mul(dc, d_f_part, out=d_f).mul_(sigmoid_slope(f))
         torch.mul(dc, i_eff, out=d_g).mul_(torch.addcmul(self.one, g, g, value=-1.0))  # 1 − g²
         dc.mul_(f)
         return self.dgates[t]

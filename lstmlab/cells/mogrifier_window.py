@@ -37,6 +37,7 @@ from lstmlab.cells.lstm_window import (
     LSTMBackward,
     backward_needed,
     lstm_update_into,
+    sigmoid_slope,
     step_views,
 )
 from lstmlab.cells.packed import StepProduct
@@ -108,7 +109,8 @@ class MogrifierWindow(torch.autograd.Function):
         round_products = [
             [StepProduct(w.t(), batch, steps) for w in reversed(ws)] for ws, _ in rounds
         ]
-        by_gates = StepProduct(torch.cat([weight_ih, weight_hh], dim=1).t(), batch, steps)
+        w_gates = torch.cat([weight_ih, weight_hh], dim=1)  # (G, E + H), kept for the backward
+        by_gates = StepProduct(w_gates.t(), batch, steps)
         acts = new(span, batch, 4 * hidden)  # σ(i), σ(f), tanh(g), σ(o)
         cells = new(steps + 1 if keep else 2, batch, hidden)  # c_0 .. c_T
         y = new(batch, steps, hidden)
@@ -120,7 +122,7 @@ class MogrifierWindow(torch.autograd.Function):
             a = j // 2  # round j turns version a of x (j even) or h (j odd) into a + 1
             inp, vs = (hs[a], xs) if j % 2 == 0 else (xs[a + 1], hs)
             views = (inp, vs[a], vs[a + 1], sig[j], us[j] if low_rank else None)
-            plans.append([step_views(v, steps) if v is not None else [None] * steps for v in views])
+            plans.append([step_views(v, steps) for v in views])
         h_masked, final_t = step_views(hs[0], steps), step_views(final, steps)
         acts_t, cells_t = step_views(acts, steps), step_views(cells, steps + 1)
         y_t = y.unbind(1)
@@ -139,14 +141,14 @@ class MogrifierWindow(torch.autograd.Function):
             h_prev = lstm_update_into(gates, acts_t[t], cells_t[t], cells_t[t + 1], y_t[t], capped)
         if keep:
             ctx.capped, ctx.low_rank, ctx.rounds = capped, low_rank, r
-            ctx.save_for_backward(x, mask, weight_ih, weight_hh, *round_params, acts, cells)
+            ctx.save_for_backward(x, mask, w_gates, *round_params, acts, cells)
             ctx.buffers = (xs, hs, sig, us, final)  # the window's own: nobody else can modify them
         return y, y[:, -1].clone(), cells_t[steps].clone()
 
     @staticmethod
     @once_differentiable
     def backward(ctx, dy: Tensor, dh_last: Tensor, dc_last: Tensor):
-        x, mask, weight_ih, weight_hh, *rest = ctx.saved_tensors
+        x, mask, w_gates, *rest = ctx.saved_tensors
         round_params, acts, cells = tuple(rest[:-2]), rest[-2], rest[-1]
         xs, hs, sig, us, final = ctx.buffers
         xs = [x.transpose(0, 1), *xs[1:]]  # (T, B, E): x itself, version-checked by autograd
@@ -154,7 +156,7 @@ class MogrifierWindow(torch.autograd.Function):
         rounds = _unpack_rounds(r, low_rank, round_params)
         steps, batch, gates_dim = acts.shape
         hidden = gates_dim // 4
-        input_dim = weight_ih.shape[1]
+        input_dim = x.shape[2]
         new = acts.new_empty
 
         dgates = new(steps, batch, gates_dim)  # every step's gate pre-activation gradient
@@ -164,13 +166,12 @@ class MogrifierWindow(torch.autograd.Function):
         dus = [new(u.shape) if low_rank else None for u in us]  # (T, B, k)
         # per round, the products that take dp back to its input: left then right factor
         round_products = [[StepProduct(w, batch, steps) for w in ws] for ws, _ in rounds]
-        by_gates = StepProduct(torch.cat([weight_ih, weight_hh], dim=1), batch, steps)
+        by_gates = StepProduct(w_gates, batch, steps)
         # per round (last first), its per-step views: (σ, version it read, dp, d middle)
         plans = []
         for j in range(r - 1, -1, -1):
             views = (sig[j], (xs if j % 2 == 0 else hs)[j // 2], dpre[j], dus[j])
-            steps_of = [v.unbind(0) if v is not None else [None] * steps for v in views]
-            plans.append((j % 2 == 0, round_products[j], *steps_of))
+            plans.append((j % 2 == 0, round_products[j], *(step_views(v, steps) for v in views)))
 
         dx = new(batch, steps, input_dim)  # (B, T, E)
         dx_t, dy_t = dx.unbind(1), dy.unbind(1)
@@ -187,7 +188,7 @@ class MogrifierWindow(torch.autograd.Function):
                 dout, dother = (dxv, dhv) if wrote_x else (dhv, dxv)  # dout: the version written
                 s = sg[t]
                 dp = torch.addcmul(zero, dout, old[t], value=2.0, out=dp_t[t])
-                dp.mul_(torch.addcmul(s, s, s, value=-1.0))
+                dp.mul_(sigmoid_slope(s))
                 torch.addcmul(zero, dout, s, value=2.0, out=dout)  # -> the version it read
                 dother.add_(_through(products, dp, du_t[t]))
             dx_t[t].copy_(dxv)
