@@ -1,6 +1,6 @@
 """`python -m lstmlab` (also what torchrun launches)."""
 
-from lstmlab.cli.app import main
+from lstmlab.cli import main
 
 if __name__ == "__main__":
     main()

@@ -35,6 +35,14 @@ class DistContext:
     def is_main(self) -> bool:
         return self.rank == 0
 
+    def device_for(self, device: torch.device) -> torch.device:
+        """This process's device: on CUDA, the GPU of its local rank (made current)."""
+        if device.type != "cuda":
+            return device
+        mine = torch.device("cuda", self.local_rank)
+        torch.cuda.set_device(mine)
+        return mine
+
     def rows(self, batch_size: int) -> slice:
         """This rank's block of the global batch's streams."""
         if batch_size % self.world_size:
@@ -64,6 +72,14 @@ class DistContext:
         parts = [torch.empty_like(t) for _ in range(self.world_size)]
         dist.all_gather(parts, t.contiguous())
         return torch.cat(parts, dim=0)
+
+    def gather_object(self, obj) -> list:
+        """Every rank's Python object, in rank order, on every rank."""
+        if not self.enabled:
+            return [obj]
+        out = [None] * self.world_size
+        dist.all_gather_object(out, obj)
+        return out
 
     def broadcast(self, obj):
         """Rank 0's Python object on every rank."""
@@ -99,9 +115,34 @@ def init_from_env(device_kind: str) -> DistContext:
     )
 
 
+def relaunch_under_torchrun(argv: list[str], nproc: int) -> int:
+    """Run `python -m lstmlab ARGV` as `nproc` local torchrun workers; returns its exit code."""
+    import subprocess
+    import sys
+
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc_per_node={nproc}",
+        "-m",
+        "lstmlab",
+        *argv,
+    ]
+    return subprocess.call(cmd)
+
+
 def shutdown() -> None:
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
 
 
-__all__ = ["SINGLE", "DistContext", "init_from_env", "launched_by_torchrun", "shutdown"]
+__all__ = [
+    "SINGLE",
+    "DistContext",
+    "init_from_env",
+    "launched_by_torchrun",
+    "relaunch_under_torchrun",
+    "shutdown",
+]

@@ -6,24 +6,33 @@ edge), and takes one optimizer step on the mean per-token loss (or, with
 `train.loss: window_sum`, on its sum over the window averaged over streams, as
 the Mogrifier/LAMB code does; logged losses stay per-token means). Everything a
 step depends on — model, optimizer, scheduler, stream position, carried state
-and RNG state — is saved in the checkpoint, so k steps + resume + (N − k)
-steps equal N steps straight, bit for bit on CPU.
+and every process's RNG state — is saved in the checkpoint, so k steps + resume
++ (N − k) steps equal N steps straight, bit for bit on CPU.
 
-Ctrl-C or SIGTERM asks the loop to stop after the current step; it saves
-`last.pt` and raises `TrainingInterrupted` (exit code 130 / 143). A second
-Ctrl-C stops at once; checkpoints are written atomically, so none is torn.
+The file reads as litgpt's pretrain.py does: `start_run` builds or restores a
+`Run`, `train_step` is one optimizer step with its precision and non-finite
+handling, `validate` scores the validation split, `save` writes a checkpoint,
+`stop_reason` is the pure budget decision, and `fit` strings them together.
+
+Ctrl-C or SIGTERM asks the loop to stop after the current step (or validation
+window); it saves `last.pt` and raises `TrainingInterrupted` (exit code 130 /
+143). A second Ctrl-C stops at once; checkpoints are written atomically, so none
+is torn. Time: `elapsed_s` counts training steps only (what `max_minutes`
+budgets); `wall_s` is wall-clock time including validation and checkpoints.
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
+import os
+import shutil
 import signal
 import threading
 import time
 from collections.abc import Callable
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -33,12 +42,19 @@ from lstmlab import runs
 from lstmlab.batching import Streams
 from lstmlab.cells import detach_state
 from lstmlab.checkpoint import load_checkpoint, remove_stale_temporaries, save_checkpoint
-from lstmlab.config import RunConfig, ScheduleConfig, TrainConfig
+from lstmlab.config import RunConfig, ScheduleConfig, TrainConfig, load_recipe, validate
 from lstmlab.corpora.store import Corpus, default_data_dir, open_corpus
 from lstmlab.distributed import SINGLE, DistContext
-from lstmlab.errors import CheckpointError, ConfigError, TrainingError, VocabularyError
-from lstmlab.evaluate import EvalResult, evaluate
-from lstmlab.model import build_model
+from lstmlab.errors import (
+    CheckpointError,
+    ConfigError,
+    CorpusError,
+    LstmlabError,
+    TrainingError,
+    UsageError,
+)
+from lstmlab.evaluate import EvalResult, EvaluationStopped, evaluate
+from lstmlab.model import LanguageModel, build_model
 from lstmlab.progress import NullProgress, Progress
 
 
@@ -52,11 +68,14 @@ class TrainingInterrupted(TrainingError):
 
 @dataclass
 class TrainState:
+    """Counters saved in every checkpoint (`elapsed_s`: step time only; `wall_s`: wall clock)."""
+
     step: int = 0
     tokens_seen: int = 0
     epoch: int = 0
     stream_pos: int = 0
     elapsed_s: float = 0.0
+    wall_s: float = 0.0
     best_valid_bpc: float = math.inf
     best_step: int | None = None
     last_valid_step: int | None = None
@@ -70,10 +89,9 @@ class TrainResult:
     num_parameters: int
     final_valid: dict | None = None
     tokens_per_s: float = 0.0
-    history: list = field(default_factory=list)
 
 
-# ---------------------------------------------------------------- schedule (pure)
+# ---------------------------------------------------------------- schedule and optimizer (pure)
 
 
 def total_steps(train: TrainConfig, steps_per_epoch: int) -> int | None:
@@ -108,6 +126,19 @@ def lr_factor(
     return 1.0
 
 
+def stop_reason(train: TrainConfig, state: TrainState, steps_per_epoch: int) -> str | None:
+    """The first budget `state` has reached, or None to go on."""
+    if train.max_steps and state.step >= train.max_steps:
+        return "max_steps"
+    if train.max_tokens and state.tokens_seen >= train.max_tokens:
+        return "max_tokens"
+    if train.max_epochs and state.step >= train.max_epochs * steps_per_epoch:
+        return "max_epochs"
+    if train.max_minutes and state.elapsed_s >= train.max_minutes * 60:
+        return "max_minutes"
+    return None
+
+
 def decay_groups(model: torch.nn.Module, weight_decay: float, which: str) -> list[dict]:
     """Parameter groups: with "matrices", only weight matrices and conv kernels are decayed."""
     trainable = [p for p in model.parameters() if p.requires_grad]
@@ -137,18 +168,20 @@ def build_optimizer(model: torch.nn.Module, train: TrainConfig) -> torch.optim.O
 class _StopRequest:
     """First SIGINT/SIGTERM: finish the step, save, exit. Second SIGINT: stop now."""
 
-    def __init__(self) -> None:
+    def __init__(self, announce: Callable[[dict], None]) -> None:
         self.signum: int | None = None
+        self.announce = announce
 
     def __call__(self, signum, frame) -> None:
         if self.signum is not None and signum == signal.SIGINT:
             raise KeyboardInterrupt
         self.signum = signum
+        self.announce({"kind": "signal", "signal": signal.Signals(signum).name})
 
 
 @contextmanager
-def _catch_stop_signals():
-    request = _StopRequest()
+def _catch_stop_signals(announce: Callable[[dict], None]):
+    request = _StopRequest(announce)
     if threading.current_thread() is not threading.main_thread():
         yield request
         return
@@ -163,8 +196,8 @@ def _catch_stop_signals():
 # ---------------------------------------------------------------- state <-> plain data
 
 
-def _state_to_plain(hidden) -> list:
-    return [[t.detach().cpu() for t in layer_state] for layer_state in hidden]
+def _state_to_plain(state) -> list:
+    return [[t.detach().cpu() for t in layer_state] for layer_state in state]
 
 
 def _state_from_plain(plain: list, template) -> list:
@@ -182,6 +215,20 @@ def _set_rng_state(rng: dict) -> None:
     torch.set_rng_state(rng["torch"])
     if "cuda" in rng and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(rng["cuda"])
+
+
+def _rank_rng_state(device: torch.device) -> dict:
+    """This process's generators: the CPU one and, on CUDA, its own device's."""
+    out = {"torch": torch.get_rng_state()}
+    if device.type == "cuda":
+        out["cuda"] = torch.cuda.get_rng_state(device)
+    return out
+
+
+def _set_rank_rng_state(rng: dict, device: torch.device) -> None:
+    torch.set_rng_state(rng["torch"])
+    if device.type == "cuda" and "cuda" in rng:
+        torch.cuda.set_rng_state(rng["cuda"], device)
 
 
 # ---------------------------------------------------------------- precision, compile, DDP
@@ -207,6 +254,19 @@ def precision_context(precision: str, device: torch.device):
 def _float_state(state: list) -> list:
     """Recurrent state and stabilisers are carried in float32 whatever autocast computed."""
     return [type(s)(*(t.float() for t in s)) for s in state]
+
+
+def check_compiler(train: TrainConfig, device: torch.device) -> None:
+    """torch.compile's inductor backend builds C++ (CPU) or Triton (CUDA) code: refuse early without it."""
+    if not train.compile:
+        return
+    names = [os.environ.get("CXX", ""), "g++", "c++", "clang++"]
+    if device.type == "cpu" and not any(name and shutil.which(name) for name in names):
+        raise ConfigError(
+            "train.compile needs a C++ compiler for torch.compile on CPU, and none was found "
+            "(g++, c++, clang++ or $CXX)",
+            hint="install one (e.g. apt-get install g++) or train with --set train.compile=false",
+        )
 
 
 def _wrap(model: torch.nn.Module, tcfg: TrainConfig, dist: DistContext, device: torch.device):
@@ -235,7 +295,65 @@ def _rank_slice(tokens, dist: DistContext):
     return tokens[start : stop + 1]
 
 
-# ---------------------------------------------------------------- the loop
+def eval_rows(num_tokens: int, batch_size: int, dist: DistContext) -> slice | None:
+    """This rank's rows of the single-process validation batch (None: all of them)."""
+    if not dist.enabled:
+        return None
+    streams = max(1, min(batch_size, num_tokens - 1))
+    return slice(streams * dist.rank // dist.world_size, streams * (dist.rank + 1) // dist.world_size)
+
+
+# ---------------------------------------------------------------- sizes and corpus
+
+
+# Bytes per parameter while training with Adam in float32: weight, gradient, two moments.
+_TRAIN_BYTES_PER_PARAMETER = 16
+# Activations kept for the backward, per token, layer and hidden unit (float32 gates,
+# cell state, outputs and their dropout masks): a generous multiple for every cell.
+_ACTIVATION_FLOATS_PER_UNIT = 24
+
+
+def _available_memory(device: torch.device) -> int | None:
+    """Free bytes on `device` (CPU: MemAvailable), or None when unknown."""
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    with contextlib.suppress(ValueError, OSError, AttributeError):
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
+    return None
+
+
+def check_fits(cfg: RunConfig, vocab_size: int, device: torch.device, batch_rows: int) -> int:
+    """Count the parameters on the meta device (no memory) and refuse a run that cannot fit.
+
+    Returns the parameter count. The estimate is coarse (weights, gradients and Adam
+    moments, plus a generous bound on one window's activations); it only refuses
+    sizes that are out of reach, before any allocation.
+    """
+    try:
+        with torch.device("meta"):
+            params = build_model(cfg.model, vocab_size).num_parameters()
+    except (RuntimeError, ValueError, NotImplementedError):  # an init that reads values
+        return -1
+    widths = sum(max(cfg.model.cell.hidden_dim, cfg.model.embed_dim) for _ in range(cfg.model.num_layers))
+    tokens = batch_rows * cfg.train.bptt
+    need = params * _TRAIN_BYTES_PER_PARAMETER + tokens * (
+        widths * _ACTIVATION_FLOATS_PER_UNIT + vocab_size * 3
+    ) * 4
+    free = _available_memory(device)
+    if free is not None and need > free:
+        raise ConfigError(
+            f"this model ({params:,} parameters) needs about {need / 2**30:,.1f} GiB to train "
+            f"with batch {batch_rows} x bptt {cfg.train.bptt}, and {device} has "
+            f"{free / 2**30:,.1f} GiB free",
+            hint="lower model.cell.hidden_dim, model.num_layers, train.batch_size or train.bptt",
+        )
+    return params
 
 
 def open_run_corpus(cfg: RunConfig, *, verify: bool = False) -> Corpus:
@@ -252,11 +370,53 @@ def open_run_corpus(cfg: RunConfig, *, verify: bool = False) -> Corpus:
     return corpus
 
 
+def corpus_identity(corpus: Corpus) -> dict:
+    """What a checkpoint records of its corpus: name, absolute folder and split checksums."""
+    return {
+        "name": corpus.name,
+        "path": str(Path(corpus.path).resolve()),
+        "splits": {split: info.sha256 for split, info in corpus.meta.splits.items()},
+    }
+
+
+def with_absolute_data_dir(cfg: RunConfig) -> RunConfig:
+    """The recipe with data.data_dir resolved, so the run folder works from any directory."""
+    data_dir = Path(cfg.data.data_dir or default_data_dir()).resolve()
+    if cfg.data.data_dir is not None and Path(cfg.data.data_dir) == data_dir:
+        return cfg
+    data = cfg.to_dict()
+    data["data"]["data_dir"] = str(data_dir)
+    return validate(data)
+
+
+# ---------------------------------------------------------------- resume rules
+
+
+# Fields a resumed run cannot change: they shape the network, the optimizer's state or
+# the data stream. Every other field takes effect from the next step.
+FIXED_ON_RESUME = (
+    "model",
+    "seed",
+    "data.corpus",
+    "data.tokenizer",
+    "train.batch_size",
+    "train.optimizer.name",
+    "train.optimizer.decay",
+)
+
+
+def _diff_keys(a, b, prefix: str) -> list[str]:
+    if isinstance(a, dict) and isinstance(b, dict):
+        out = []
+        for key in sorted(set(a) | set(b)):
+            out += _diff_keys(a.get(key), b.get(key), f"{prefix}.{key}" if prefix else key)
+        return out
+    return [] if a == b else [prefix]
+
+
 def check_architecture(cfg: RunConfig, stored: dict, where: Path) -> None:
     """A resumed run keeps its network: any difference in `model` is an error naming the fields."""
-    new = cfg.to_dict()["model"]
-    old = stored["model"]
-    diffs = sorted(_diff_keys(old, new, "model"))
+    diffs = _diff_keys(stored["model"], cfg.to_dict()["model"], "model")
     if diffs:
         raise ConfigError(
             f"the recipe's model differs from the checkpoint being resumed ({where}) at: {', '.join(diffs)}",
@@ -264,13 +424,383 @@ def check_architecture(cfg: RunConfig, stored: dict, where: Path) -> None:
         )
 
 
-def _diff_keys(a, b, prefix: str) -> list[str]:
-    if isinstance(a, dict) and isinstance(b, dict):
-        out = []
-        for key in sorted(set(a) | set(b)):
-            out += _diff_keys(a.get(key), b.get(key), f"{prefix}.{key}")
-        return out
-    return [] if a == b else [prefix]
+def resume_changes(cfg: RunConfig, stored: dict, where: Path) -> list[str]:
+    """The fields `cfg` changes against the checkpoint's recipe; refuses the fixed ones."""
+    check_architecture(cfg, stored, where)
+    diffs = _diff_keys(stored, cfg.to_dict(), "")
+    fixed = [d for d in diffs if any(d == f or d.startswith(f + ".") for f in FIXED_ON_RESUME)]
+    if fixed:
+        raise ConfigError(
+            f"{', '.join(fixed)} cannot change when resuming {where} (the saved optimizer, random "
+            "and stream state belong to the old value)",
+            hint="drop those overrides (or undo the edit to config.yaml), or start a new run",
+        )
+    return diffs
+
+
+def _apply_optimizer_settings(optimizer, scheduler, tcfg: TrainConfig, step_factor: float) -> None:
+    """Put the recipe's learning rate, betas, eps, momentum and weight decay into the restored optimizer."""
+    opt = tcfg.optimizer
+    groups = optimizer.param_groups
+    decayed = [g for g in groups if g["weight_decay"] != 0.0] or groups[:1]
+    if opt.weight_decay != 0.0 and len(groups) == 1 and opt.decay == "matrices":
+        if groups[0]["weight_decay"] == 0.0:
+            raise ConfigError(
+                "train.optimizer.weight_decay cannot change from 0 when resuming a run with "
+                "decay: matrices (its optimizer has no separate decayed group)",
+                hint="start a new run for weight decay",
+            )
+    for group in groups:
+        if "betas" in group:
+            group["betas"] = tuple(opt.betas)
+        if "eps" in group:
+            group["eps"] = opt.eps
+        if "momentum" in group:
+            group["momentum"] = opt.momentum
+        group["initial_lr"] = opt.lr
+        group["lr"] = opt.lr * step_factor
+    for group in decayed:
+        group["weight_decay"] = opt.weight_decay
+    scheduler.base_lrs = [opt.lr for _ in groups]
+
+
+# ---------------------------------------------------------------- the run
+
+
+@dataclass
+class Run:
+    """Everything a training step, a validation and a checkpoint need."""
+
+    cfg: RunConfig
+    run_dir: Path
+    device: torch.device
+    dist: DistContext
+    corpus: Corpus
+    model: LanguageModel
+    step_model: Callable
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    scaler: torch.amp.GradScaler | None
+    autocast: Callable
+    streams: Streams
+    rows: slice  # this process's block of the global batch's streams
+    steps_per_epoch: int
+    budget_steps: int | None
+    char_len: torch.Tensor  # characters per token id, for bpc
+    progress: TrainState
+    state: list  # the recurrent state of this process's streams
+
+    @property
+    def local_batch(self) -> int:
+        return self.rows.stop - self.rows.start
+
+
+def _emit(run: Run, record: dict, on_event: Callable[[dict], None] | None) -> None:
+    """Rank 0 appends a record to metrics.jsonl and passes it on."""
+    if not run.dist.is_main:
+        return
+    runs.append_metrics(run.run_dir, record)
+    if on_event:
+        on_event(record)
+
+
+def start_run(
+    cfg: RunConfig,
+    run_dir: Path,
+    *,
+    resume: bool,
+    device: torch.device,
+    dist: DistContext,
+    corpus: Corpus,
+) -> tuple[Run, list[str]]:
+    """Build model, optimizer and streams; with `resume`, restore them from last.pt.
+
+    Returns the run and the recipe fields that differ from the resumed checkpoint's.
+    """
+    tcfg = cfg.train
+    streams = Streams(corpus.tokens("train"), tcfg.batch_size)
+    steps_per_epoch = math.ceil(streams.length / tcfg.bptt)
+    budget = total_steps(tcfg, steps_per_epoch)
+    sched = tcfg.schedule
+    if sched.name in ("cosine", "linear") and budget is None and not sched.decay_steps:
+        raise ConfigError(
+            f"train.schedule {sched.name} needs a step budget (max_steps, max_tokens or "
+            "max_epochs) or schedule.decay_steps, not only max_minutes"
+        )
+    payload, changes = None, []
+    if resume:
+        payload = load_checkpoint(runs.checkpoint_path(run_dir, "last"))
+        changes = resume_changes(cfg, payload["config"], run_dir)
+        _check_same_corpus(payload, corpus, run_dir)
+    rows = dist.rows(tcfg.batch_size)
+    check_fits(cfg, corpus.vocab_size, device, rows.stop - rows.start)
+    check_compiler(tcfg, device)
+    autocast, scaler = precision_context(tcfg.precision, device)
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg.model, corpus.vocab_size).to(device)
+    if dist.enabled:  # different dropout masks per rank; DDP broadcasts rank 0's weights
+        torch.manual_seed(cfg.seed + 7919 * dist.rank)
+    # A resumed optimizer is rebuilt as it was saved, then given the recipe's settings.
+    stored_train = tcfg
+    if payload is not None:
+        stored_train = validate(payload["config"], where=f"{run_dir} (checkpoint's recipe)").train
+    optimizer = build_optimizer(model, stored_train)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: lr_factor(s, tcfg.schedule, budget, steps_per_epoch)
+    )
+    run = Run(
+        cfg=cfg,
+        run_dir=Path(run_dir),
+        device=device,
+        dist=dist,
+        corpus=corpus,
+        model=model,
+        step_model=_wrap(model, tcfg, dist, device),
+        optimizer=optimizer,
+        scheduler=scheduler,
+        scaler=scaler,
+        autocast=autocast,
+        streams=streams,
+        rows=rows,
+        steps_per_epoch=steps_per_epoch,
+        budget_steps=budget,
+        char_len=torch.as_tensor(corpus.tokenizer.char_lengths(), dtype=torch.float64),
+        progress=TrainState(),
+        state=model.initial_state(rows.stop - rows.start, device=device),
+    )
+    if payload is not None:
+        _restore(run, payload)
+    return run, changes
+
+
+def _check_same_corpus(payload: dict, corpus: Corpus, run_dir: Path) -> None:
+    """Refuse to resume on a corpus that changed under the run's corpus name."""
+    if payload["tokenizer"] != corpus.tokenizer.to_meta():
+        raise CorpusError(
+            f"corpus {corpus.name!r} has another vocabulary than the run {run_dir} was trained on",
+            hint="resume with the corpus the run was started on (data.corpus / data.data_dir)",
+        )
+    stored = (payload.get("corpus") or {}).get("splits")
+    if stored and stored != corpus_identity(corpus)["splits"]:
+        raise CorpusError(
+            f"corpus {corpus.name!r} in {corpus.path.parent} is not the one {run_dir} was trained on "
+            "(its split checksums differ)",
+            hint=f"prepare the original corpus again (`lstmlab prepare {corpus.name} ...`) or point "
+            "--set data.data_dir=DIR at it",
+        )
+
+
+def _restore(run: Run, payload: dict) -> None:
+    """Load weights, optimizer, scheduler, counters, carried state and RNG from a checkpoint."""
+    cfg, dist = run.cfg, run.dist
+    run.model.load_state_dict(payload["model"])
+    run.optimizer.load_state_dict(payload["optimizer"])
+    run.scheduler.load_state_dict(payload["scheduler"])
+    if run.scaler is not None and "scaler" in payload:
+        run.scaler.load_state_dict(payload["scaler"])
+    run.progress = TrainState(**payload["train_state"])
+    step = run.progress.step
+    factor = lr_factor(step, cfg.train.schedule, run.budget_steps, run.steps_per_epoch)
+    _apply_optimizer_settings(run.optimizer, run.scheduler, cfg.train, factor)
+    saved_batch = payload["hidden"][0][0].shape[0]
+    if saved_batch != cfg.train.batch_size:
+        raise ConfigError(
+            f"train.batch_size is {cfg.train.batch_size} but {run.run_dir} was trained with {saved_batch} streams",
+            hint="resume with the run's batch size (the number of processes may change)",
+        )
+    rows = run.rows
+    run.state = _state_from_plain(
+        [[t[rows] for t in layer] for layer in payload["hidden"]], run.state
+    )
+    ranks = payload.get("rng_ranks")
+    if ranks is not None and len(ranks) == dist.world_size:
+        _set_rank_rng_state(ranks[dist.rank], run.device)  # bit-exact on the same world size
+    elif not dist.enabled:
+        _set_rng_state(payload["rng"])
+    else:  # another number of processes: fresh, distinct masks per rank
+        torch.manual_seed(cfg.seed + 7919 * dist.rank + step)
+
+
+def save(run: Run, which: str) -> None:
+    """Write `which`.pt (collective under DDP: every rank's state rows and RNG are gathered)."""
+    full_state = [[run.dist.gather_rows(t) for t in layer] for layer in run.state]
+    rng_ranks = run.dist.gather_object(_rank_rng_state(run.device))
+    if not run.dist.is_main:
+        return
+    path = runs.checkpoint_path(run.run_dir, which)
+    payload = {
+        "config": run.cfg.to_dict(),
+        "tokenizer": run.corpus.tokenizer.to_meta(),
+        "corpus": corpus_identity(run.corpus),
+        "model": {k: v.detach().cpu() for k, v in run.model.state_dict().items()},
+        "optimizer": run.optimizer.state_dict(),
+        "scheduler": run.scheduler.state_dict(),
+        "train_state": asdict(run.progress),
+        "hidden": _state_to_plain(full_state),
+        "rng": _rng_state(),
+        "rng_ranks": [{k: v.cpu() for k, v in r.items()} for r in rng_ranks],
+        "num_parameters": run.model.num_parameters(),
+    }
+    if run.scaler is not None:
+        payload["scaler"] = run.scaler.state_dict()
+    try:
+        save_checkpoint(path, payload)
+    except OSError as exc:
+        raise CheckpointError(
+            f"could not write {path} at step {run.progress.step} ({exc.strerror or exc}); the previous {which}.pt is intact",
+            hint=f"free disk space, then `lstmlab train --resume {run.run_dir}`",
+        ) from None
+
+
+# ---------------------------------------------------------------- one step
+
+
+@dataclass
+class StepOutcome:
+    """What one optimizer step did: `applied`, `overflow` (fp16 scaler skipped it) or `skipped`."""
+
+    status: str
+    loss: torch.Tensor  # this process's mean per-token loss (nats), detached
+    lr: float  # the learning rate the step used
+    reason: str | None = None  # why a step was skipped
+
+
+def next_window(run: Run) -> tuple[torch.Tensor, torch.Tensor]:
+    """This process's rows of the next (B, bptt) window; an epoch boundary restarts streams and state."""
+    progress = run.progress
+    if progress.stream_pos >= run.streams.length:
+        progress.epoch += 1
+        progress.stream_pos = 0
+        run.state = run.model.initial_state(run.local_batch, device=run.device)
+    x, y = run.streams.window(progress.stream_pos, run.cfg.train.bptt)
+    x = x[run.rows].to(run.device, non_blocking=True)
+    y = y[run.rows].to(run.device, non_blocking=True)
+    return x, y
+
+
+def train_step(run: Run, x: torch.Tensor, y: torch.Tensor) -> StepOutcome:
+    """Forward, backward and update on one window, with the precision's non-finite handling.
+
+    A non-finite loss or gradient stops training (`on_nonfinite: stop`, before anything
+    is saved from this step) or skips the update and restarts the carried state
+    (`skip`); an fp16 overflow lets the grad scaler skip the step and lower its scale.
+    Every DDP rank takes the same branch, or the gradient all-reduce would hang.
+    """
+    tcfg, optimizer, scaler = run.cfg.train, run.optimizer, run.scaler
+    lr = optimizer.param_groups[0]["lr"]
+    state = detach_state(run.state)
+    with run.autocast():
+        logits, new_state = run.step_model(x, state)
+        loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), y.reshape(-1))
+        # LAMB's loss sums over the window: the same gradient direction, T times larger
+        objective = loss * y.shape[1] if tcfg.loss == "window_sum" else loss
+    optimizer.zero_grad(set_to_none=True)
+    grad_norm = None
+    (loss_bad,) = run.dist.any([not bool(torch.isfinite(loss))], run.device)
+    if not loss_bad:
+        (scaler.scale(objective) if scaler else objective).backward()
+        if scaler:
+            scaler.unscale_(optimizer)
+        # the norm is computed either way: a finite loss can still give inf/NaN gradients
+        grad_norm = torch.nn.utils.clip_grad_norm_(
+            run.model.parameters(), tcfg.grad_clip or math.inf
+        )
+    finite = grad_norm is not None and bool(torch.isfinite(grad_norm))
+    status, reason = "applied", None
+    if scaler is not None and grad_norm is not None and not finite:
+        scaler.step(optimizer)  # fp16 overflow: the scaler skips the step and lowers its scale
+        scaler.update()
+        status = "overflow"
+    elif not finite:
+        reason = f"loss became {float(loss.detach())}" if grad_norm is None else "gradients became non-finite"
+        if tcfg.on_nonfinite == "stop":
+            raise TrainingError(
+                f"{reason} at step {run.progress.step + 1}; nothing was saved from this step",
+                hint=f"last.pt holds step {run.progress.step}; lower train.optimizer.lr or set "
+                "train.grad_clip, or set train.on_nonfinite=skip",
+            )
+        optimizer.zero_grad(set_to_none=True)
+        status = "skipped"
+    elif scaler is not None:
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        optimizer.step()
+    run.scheduler.step()
+    if status == "skipped":
+        run.state = run.model.initial_state(run.local_batch, device=run.device)
+    else:
+        run.state = _float_state(new_state)
+    return StepOutcome(status, loss.detach(), lr, reason)
+
+
+def train_record(run: Run, outcome: StepOutcome, y: torch.Tensor, tokens_per_s: float) -> dict:
+    """The global batch's loss and bpc (summed over DDP ranks, equal to one process's)."""
+    p = run.progress
+    local = [
+        float(outcome.loss) * y.numel(),
+        float(y.numel()),
+        float(run.char_len[y.cpu()].sum()),
+    ]
+    nats, tokens, chars = run.dist.sum(local, run.device)
+    return {
+        "kind": "train",
+        "step": p.step,
+        "tokens": p.tokens_seen,
+        "epoch": p.epoch,
+        "loss": nats / max(tokens, 1.0),
+        "bpc": nats / (math.log(2) * max(chars, 1.0)),
+        "lr": outcome.lr,
+        "tokens_per_s": tokens_per_s,
+        "elapsed_s": round(p.elapsed_s, 3),
+        "wall_s": round(p.wall_s, 3),
+    }
+
+
+# ---------------------------------------------------------------- validation
+
+
+def validate_run(run: Run, should_stop: Callable[[], bool] | None = None) -> tuple[dict, bool]:
+    """Score the validation split (all ranks together give the 1-process figure).
+
+    Returns the `valid` record and whether it is a new best.
+    """
+    cfg = run.cfg
+    tokens = run.corpus.tokens("valid")
+    if cfg.train.eval_tokens:
+        tokens = tokens[: cfg.train.eval_tokens + 1]
+    result = evaluate(
+        run.model,
+        tokens,
+        batch_size=cfg.eval.batch_size,
+        bptt=cfg.eval.bptt,
+        char_lengths=run.corpus.tokenizer.char_lengths(),
+        device=run.device,
+        rows=eval_rows(len(tokens), cfg.eval.batch_size, run.dist),
+        should_stop=should_stop,
+    )
+    nats, count, chars = run.dist.sum([result.nats, result.tokens, result.chars], run.device)
+    result = EvalResult(nats, int(count), int(chars))
+    p = run.progress
+    p.last_valid_step = p.step
+    best = math.isfinite(result.bpc) and result.bpc < p.best_valid_bpc
+    if best:
+        p.best_valid_bpc, p.best_step = result.bpc, p.step
+    record = {
+        "kind": "valid",
+        "step": p.step,
+        "tokens": p.tokens_seen,
+        "elapsed_s": round(p.elapsed_s, 3),
+        "wall_s": round(p.wall_s, 3),
+        "loss": result.loss,
+        "bpc": result.bpc,
+        "perplexity": result.perplexity,
+        "valid_tokens": result.tokens,
+    }
+    return record, best
+
+
+# ---------------------------------------------------------------- fit
 
 
 def fit(
@@ -278,314 +808,222 @@ def fit(
     run_dir: Path,
     *,
     resume: bool = False,
+    force: bool = False,
     device: torch.device | str = "cpu",
     progress: Progress | None = None,
     on_event: Callable[[dict], None] | None = None,
     dist: DistContext = SINGLE,
 ) -> TrainResult:
-    """Train `cfg` into `run_dir` (which must exist); with `resume`, continue from its last.pt.
+    """Train `cfg` into `run_dir`; with `resume`, continue from its last.pt.
 
+    The run folder is claimed first (`runs.claim_run_dir`: one writer, never a folder
+    that is not an lstmlab run); a start that fails before its first checkpoint
+    leaves no folder behind. `on_event` receives every metrics record, plus
+    `warning` and `signal` notices that are not written to metrics.jsonl.
     Under torchrun, pass the `DistContext`: every rank runs this function on its
     block of streams, and only rank 0 writes metrics, progress and checkpoints.
     """
     device = torch.device(device)
-    progress = (progress or NullProgress()) if dist.is_main else NullProgress()
-    run_dir = Path(run_dir)
+    cfg = with_absolute_data_dir(cfg)
     corpus = open_run_corpus(cfg, verify=True)
-    if dist.is_main:
-        remove_stale_temporaries(runs.checkpoint_path(run_dir, "last").parent)
-    train_tokens, valid_tokens = corpus.tokens("train"), corpus.tokens("valid")
-    tcfg = cfg.train
-    streams = Streams(train_tokens, tcfg.batch_size)
-    steps_per_epoch = math.ceil(streams.length / tcfg.bptt)
-    budget_steps = total_steps(tcfg, steps_per_epoch)
-    sched = tcfg.schedule
-    if sched.name in ("cosine", "linear") and budget_steps is None and not sched.decay_steps:
-        raise ConfigError(
-            f"train.schedule {sched.name} needs a step budget (max_steps, max_tokens or "
-            "max_epochs) or schedule.decay_steps, not only max_minutes"
+    lock = _claim(Path(run_dir), resume=resume, force=force, cfg=cfg, dist=dist)
+    try:
+        if lock is not None and on_event is not None:
+            for warning in lock.warnings:
+                on_event({"kind": "warning", "message": warning})
+        run, changes = start_run(
+            cfg, Path(run_dir), resume=resume, device=device, dist=dist, corpus=corpus
         )
-    char_len = torch.as_tensor(corpus.tokenizer.char_lengths(), dtype=torch.float64)
-    rows = dist.rows(tcfg.batch_size)  # this process's block of streams
-    local_batch = rows.stop - rows.start
-    autocast, scaler = precision_context(tcfg.precision, device)
+        result = _loop(run, changes, progress, on_event)
+    except BaseException:
+        if lock is not None:
+            lock.abandon()  # releases; removes the folder only if this call made it and saved nothing
+        raise
+    if lock is not None:
+        lock.release()
+    return result
 
-    payload = None
-    if resume:
-        payload = load_checkpoint(runs.checkpoint_path(run_dir, "last"))
-        check_architecture(cfg, payload["config"], run_dir)
-        if payload["tokenizer"] != corpus.tokenizer.to_meta():
-            raise VocabularyError(
-                f"corpus {corpus.name!r} has another vocabulary than the run {run_dir} was trained on",
-                hint="resume with the corpus the run was started on (data.corpus / data.data_dir)",
-            )
-    torch.manual_seed(cfg.seed)
-    model = build_model(cfg.model, corpus.vocab_size).to(device)
-    if dist.enabled:  # different dropout masks per rank; DDP broadcasts rank 0's weights
-        torch.manual_seed(cfg.seed + 7919 * dist.rank)
-    step_model = _wrap(model, tcfg, dist, device)
-    optimizer = build_optimizer(model, tcfg)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: lr_factor(s, tcfg.schedule, budget_steps, steps_per_epoch)
-    )
-    state = TrainState()
-    hidden = model.initial_state(local_batch, device=device)
-    if payload is not None:
-        model.load_state_dict(payload["model"])
-        optimizer.load_state_dict(payload["optimizer"])
-        scheduler.load_state_dict(payload["scheduler"])
-        if scaler is not None and "scaler" in payload:
-            scaler.load_state_dict(payload["scaler"])
-        state = TrainState(**payload["train_state"])
-        saved_batch = payload["hidden"][0][0].shape[0]
-        if saved_batch != tcfg.batch_size:
-            raise ConfigError(
-                f"train.batch_size is {tcfg.batch_size} but {run_dir} was trained with {saved_batch} streams",
-                hint="resume with the run's batch size (the number of processes may change)",
-            )
-        hidden = _state_from_plain(
-            [[t[rows] for t in layer] for layer in payload["hidden"]], hidden
-        )
-        if dist.enabled:
-            torch.manual_seed(cfg.seed + 7919 * dist.rank + state.step)
-        else:
-            _set_rng_state(payload["rng"])
+
+def _claim(run_dir: Path, *, resume: bool, force: bool, cfg: RunConfig, dist: DistContext):
+    """Rank 0 takes the run folder's lock; every rank learns whether that worked."""
+    lock, error = None, None
     if dist.is_main:
-        if payload is not None:
-            runs.truncate_metrics(run_dir, state.step)
-        runs.write_config(run_dir, cfg.to_dict())
-        runs.mark_running(run_dir)
-
-    def save(which: str) -> None:
-        full_hidden = [[dist.gather_rows(t) for t in layer] for layer in hidden]  # collective
-        if not dist.is_main:
-            return
-        path = runs.checkpoint_path(run_dir, which)
         try:
-            _save(path, full_hidden)
-        except OSError as exc:
-            raise CheckpointError(
-                f"could not write {path} at step {state.step} ({exc.strerror or exc}); the previous {which}.pt is intact",
-                hint=f"free disk space, then `lstmlab train --resume {run_dir}`",
-            ) from None
+            lock = runs.claim_run_dir(
+                run_dir, force=force, resume=resume, data_root=Path(cfg.data.data_dir)
+            )
+        except LstmlabError as exc:
+            error = exc
+    problem = dist.broadcast(None if error is None else (error.message, error.hint, error.exit_code))
+    if error is not None:
+        raise error
+    if problem is not None:  # the other ranks stop with rank 0's reason
+        other = LstmlabError(problem[0], problem[1])
+        other.exit_code = problem[2]
+        raise other
+    return lock
 
-    def _save(path: Path, full_hidden: list) -> None:
-        save_checkpoint(
-            path,
-            {
-                "config": cfg.to_dict(),
-                "tokenizer": corpus.tokenizer.to_meta(),
-                "corpus": {"name": corpus.name, "path": str(corpus.path)},
-                "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "train_state": asdict(state),
-                "hidden": _state_to_plain(full_hidden),
-                "rng": _rng_state(),
-                **({"scaler": scaler.state_dict()} if scaler is not None else {}),
-                "num_parameters": model.num_parameters(),
-            },
+
+def _begin(run: Run, changes: list[str], emit, announce) -> None:
+    """Refuse a run with nothing left to do; record the resume and the resolved recipe."""
+    p, tcfg = run.progress, run.cfg.train
+    reason = stop_reason(tcfg, p, run.steps_per_epoch)
+    if reason is not None:  # nothing to do, and nothing is written
+        raise UsageError(
+            f"{run.run_dir} already reached its budget ({reason}) at step {p.step}",
+            hint="raise it to continue, e.g. --set train.max_steps=N "
+            "(or max_tokens, max_epochs, max_minutes)",
         )
+    if run.dist.is_main:
+        if p.step:
+            runs.truncate_metrics(run.run_dir, p.step)
+            emit({"kind": "resume", "step": p.step, "changed": changes})
+        runs.write_config(run.run_dir, run.cfg.to_dict())
+    if run.streams.length < tcfg.bptt:
+        announce({
+            "kind": "warning",
+            "message": f"the train split gives each of the {tcfg.batch_size} streams only "
+            f"{run.streams.length} tokens, fewer than train.bptt {tcfg.bptt}: every window "
+            f"is {run.streams.length} tokens long",
+        })
 
-    def emit(record: dict) -> None:
-        if not dist.is_main:
-            return
-        runs.append_metrics(run_dir, record)
-        if on_event:
+
+def _loop(run: Run, changes: list[str], progress: Progress | None, on_event) -> TrainResult:
+    """The training loop proper, from a started run to its end record."""
+    tcfg, dist, p = run.cfg.train, run.dist, run.progress
+    bar_progress = (progress or NullProgress()) if dist.is_main else NullProgress()
+
+    def emit(record: dict) -> None:  # persisted: metrics.jsonl, then the caller
+        _emit(run, record, on_event)
+
+    def announce(record: dict) -> None:  # not persisted: warnings and signal notices
+        if dist.is_main and on_event is not None:
             on_event(record)
 
-    def validate_now() -> dict:
-        tokens = valid_tokens[: tcfg.eval_tokens + 1] if tcfg.eval_tokens else valid_tokens
-        result = evaluate(
-            model,
-            _rank_slice(tokens, dist),
-            batch_size=cfg.eval.batch_size,
-            bptt=cfg.eval.bptt,
-            char_lengths=corpus.tokenizer.char_lengths(),
-            device=device,
-        )
-        result = EvalResult(*dist.sum([result.nats, result.tokens, result.chars], device))
-        result = EvalResult(result.nats, int(result.tokens), int(result.chars))
-        record = {
-            "kind": "valid",
-            "step": state.step,
-            "tokens": state.tokens_seen,
-            "elapsed_s": round(state.elapsed_s, 3),
-            **{k: result.to_dict()[k] for k in ("loss", "bpc", "perplexity", "tokens")},
-        }
-        record["valid_tokens"] = record.pop("tokens")
-        record["tokens"] = state.tokens_seen
-        state.last_valid_step = state.step
-        if math.isfinite(result.bpc) and result.bpc < state.best_valid_bpc:
-            state.best_valid_bpc, state.best_step = result.bpc, state.step
-            save("best")
-        emit(record)
-        return record
-
-    def budget_left() -> str | None:
-        if tcfg.max_steps and state.step >= tcfg.max_steps:
-            return "max_steps"
-        if tcfg.max_tokens and state.tokens_seen >= tcfg.max_tokens:
-            return "max_tokens"
-        if tcfg.max_epochs and state.step >= tcfg.max_epochs * steps_per_epoch:
-            return "max_epochs"
-        if tcfg.max_minutes and state.elapsed_s >= tcfg.max_minutes * 60:
-            return "max_minutes"
-        return None
-
-    model.train()
-    stop_reason = budget_left()
-    final_valid = None
-    window_tokens, window_time, last_rate = 0, 0.0, 0.0
-    with _catch_stop_signals() as stop, progress.task("train", total=budget_steps) as bar:
-        bar.advance(state.step)
-        while stop_reason is None:
+    _begin(run, changes, emit, announce)
+    final_valid, reason, meter = None, None, _Meter()
+    run.model.train()
+    with _catch_stop_signals(announce) as stop, bar_progress.task(
+        "train", total=run.budget_steps
+    ) as bar:
+        bar.advance(p.step)
+        while reason is None:
+            # read the next window and take one optimizer step on it
             t0 = time.perf_counter()
-            if state.stream_pos >= streams.length:  # epoch boundary: start streams and state afresh
-                state.epoch += 1
-                state.stream_pos = 0
-                hidden = model.initial_state(local_batch, device=device)
-            x, y = streams.window(state.stream_pos, tcfg.bptt)
-            x, y = x[rows].to(device, non_blocking=True), y[rows].to(device, non_blocking=True)
-            hidden = detach_state(hidden)
-            with autocast():
-                logits, new_hidden = step_model(x, hidden)
-                loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), y.reshape(-1))
-                # LAMB's loss sums over the window: the same gradient direction, T times larger
-                objective = loss * y.shape[1] if tcfg.loss == "window_sum" else loss
-            optimizer.zero_grad(set_to_none=True)
-            grad_norm = None
-            # every rank must take the same branch, or DDP's gradient all-reduce would hang
-            (loss_bad,) = dist.any([not bool(torch.isfinite(loss))], device)
-            if not loss_bad:
-                (scaler.scale(objective) if scaler else objective).backward()
-                if scaler:
-                    scaler.unscale_(optimizer)
-                # the norm is computed either way: a finite loss can still give inf/NaN gradients
-                grad_norm = torch.nn.utils.clip_grad_norm_(
-                    model.parameters(), tcfg.grad_clip or math.inf
-                )
-            if scaler is not None and grad_norm is not None and not torch.isfinite(grad_norm):
-                scaler.step(
-                    optimizer
-                )  # fp16 overflow: the scaler skips the step and lowers its scale
-                scaler.update()
-                hidden = _float_state(new_hidden)
-            elif grad_norm is None or not torch.isfinite(grad_norm):
-                what = (
-                    f"loss became {float(loss.detach())}"
-                    if grad_norm is None
-                    else "gradients became non-finite"
-                )
-                if tcfg.on_nonfinite == "stop":
-                    raise TrainingError(
-                        f"{what} at step {state.step + 1}; nothing was saved from this step",
-                        hint=f"last.pt holds step {state.step}; lower train.optimizer.lr or set train.grad_clip, "
-                        "or set train.on_nonfinite=skip",
-                    )
-                optimizer.zero_grad(set_to_none=True)
-                hidden = model.initial_state(local_batch, device=device)
-                emit({"kind": "skip", "step": state.step + 1, "reason": what})
-            else:
-                if scaler is not None:
-                    scaler.step(optimizer)
-                    scaler.update()
-                else:
-                    optimizer.step()
-                hidden = _float_state(new_hidden)
-            scheduler.step()
-            n = y.numel() * dist.world_size
-            state.step += 1
-            state.tokens_seen += n
-            state.stream_pos += x.shape[1]
-            dt = time.perf_counter() - t0
-            state.elapsed_s += dt
-            window_tokens += n
-            window_time += dt
-            if state.step % tcfg.log_every == 0:
-                loss_v = float(loss.detach())
-                chars = float(char_len[y.cpu()].sum()) if n else 1.0
-                last_rate = window_tokens / max(window_time, 1e-9)
-                record = {
-                    "kind": "train",
-                    "step": state.step,
-                    "tokens": state.tokens_seen,
-                    "epoch": state.epoch,
-                    "loss": loss_v,
-                    "bpc": loss_v * n / (math.log(2) * chars),
-                    "lr": scheduler.get_last_lr()[0],
-                    "tokens_per_s": last_rate,
-                    "elapsed_s": round(state.elapsed_s, 3),
-                }
+            x, y = next_window(run)
+            outcome = train_step(run, x, y)
+            if outcome.status == "skipped":
+                emit({"kind": "skip", "step": p.step + 1, "reason": outcome.reason})
+            # count what the step consumed (tokens of every rank) and the time it took
+            meter.count(run, x, y, time.perf_counter() - t0)
+            # log the global batch's figures
+            if p.step % tcfg.log_every == 0:
+                record = train_record(run, outcome, y, meter.rate())
                 emit(record)
-                bar.update(
-                    info=f"loss {loss_v:.3f}  bpc {record['bpc']:.3f}  {last_rate:,.0f} tok/s  lr {record['lr']:.2e}"
-                )
-                window_tokens, window_time = 0, 0.0
+                bar.update(info=f"loss {record['loss']:.3f}  bpc {record['bpc']:.3f}  "
+                           f"{record['tokens_per_s']:,.0f} tok/s  lr {record['lr']:.2e}")
             bar.advance(1)
-            stop_reason = budget_left()
-            if dist.enabled:  # ranks agree on stopping (time budgets and signals may differ)
-                over, signalled = dist.any(
-                    [stop_reason is not None, stop.signum is not None], device
-                )
-                stop_reason = stop_reason or ("max_minutes" if over else None)
-                if signalled and stop.signum is None:
-                    stop.signum = signal.SIGTERM
-            if state.step % tcfg.eval_every == 0 and stop_reason is None:
-                final_valid = validate_now()
-                save("last")
-            elif (
-                tcfg.checkpoint_every
-                and state.step % tcfg.checkpoint_every == 0
-                and stop_reason is None
-            ):
-                save("last")
-            if stop.signum is not None and stop_reason is None:
-                save("last")
-                if dist.is_main:
-                    runs.clear_running(run_dir)
-                name = (
-                    "SIGINT" if stop.signum == signal.SIGINT else signal.Signals(stop.signum).name
-                )
-                raise TrainingInterrupted(
-                    f"training stopped by {name} at step {state.step}; last.pt saved",
-                    hint=f"continue with `lstmlab train --resume {run_dir}`",
-                    signum=stop.signum,
-                )
-    if state.last_valid_step != state.step:
-        final_valid = validate_now()
-    save("last")
-    emit(
-        {
-            "kind": "end",
-            "step": state.step,
-            "tokens": state.tokens_seen,
-            "reason": stop_reason,
-            "elapsed_s": round(state.elapsed_s, 3),
-            "best_valid_bpc": state.best_valid_bpc,
-            "best_step": state.best_step,
-        }
-    )
-    if dist.is_main:
-        runs.clear_running(run_dir)
+            # stop at a budget; ranks agree (time budgets and signals may differ between them)
+            reason = _agreed_stop(run, stop)
+            # validate and checkpoint on their cadence
+            if reason is None and p.step % tcfg.eval_every == 0:
+                final_valid = _validate_and_save(run, stop, emit)
+            elif reason is None and tcfg.checkpoint_every and p.step % tcfg.checkpoint_every == 0:
+                save(run, "last")
+            meter.tick(run)
+            # a signal: save and leave
+            if stop.signum is not None and reason is None:
+                _interrupt(run, stop.signum)
+    # the end: a last validation when the budget fell between validations, then last.pt
+    if p.last_valid_step != p.step:
+        final_valid = _validate_and_save(run, None, emit, save_last=False)
+    meter.tick(run)
+    save(run, "last")
+    emit({"kind": "end", "step": p.step, "tokens": p.tokens_seen, "reason": reason,
+          "elapsed_s": round(p.elapsed_s, 3), "wall_s": round(p.wall_s, 3),
+          "best_valid_bpc": p.best_valid_bpc, "best_step": p.best_step})
     return TrainResult(
-        run_dir=run_dir,
-        state=state,
-        stop_reason=stop_reason,
-        num_parameters=model.num_parameters(),
+        run_dir=run.run_dir,
+        state=p,
+        stop_reason=reason,
+        num_parameters=run.model.num_parameters(),
         final_valid=final_valid,
-        tokens_per_s=state.tokens_seen / max(state.elapsed_s, 1e-9),
+        tokens_per_s=p.tokens_seen / max(p.elapsed_s, 1e-9),
     )
+
+
+class _Meter:
+    """Step time and tokens since the last log line; wall time since the last tick."""
+
+    def __init__(self) -> None:
+        self.tokens, self.seconds = 0, 0.0
+        self.mark = time.perf_counter()
+
+    def count(self, run: Run, x: torch.Tensor, y: torch.Tensor, seconds: float) -> None:
+        p, n = run.progress, y.numel() * run.dist.world_size
+        p.step, p.tokens_seen, p.stream_pos = p.step + 1, p.tokens_seen + n, p.stream_pos + x.shape[1]
+        p.elapsed_s += seconds
+        self.tokens, self.seconds = self.tokens + n, self.seconds + seconds
+        self.tick(run)
+
+    def rate(self) -> float:
+        """Tokens per second of step time since the last call; starts a new window."""
+        rate = self.tokens / max(self.seconds, 1e-9)
+        self.tokens, self.seconds = 0, 0.0
+        return rate
+
+    def tick(self, run: Run) -> None:
+        now = time.perf_counter()
+        run.progress.wall_s += now - self.mark
+        self.mark = now
+
+
+def _agreed_stop(run: Run, stop: _StopRequest) -> str | None:
+    """The budget reached, if any, agreed over DDP ranks (with any rank's signal)."""
+    reason = stop_reason(run.cfg.train, run.progress, run.steps_per_epoch)
+    if run.dist.enabled:
+        over, signalled = run.dist.any([reason is not None, stop.signum is not None], run.device)
+        reason = reason or ("max_minutes" if over else None)
+        if signalled and stop.signum is None:
+            stop.signum = signal.SIGTERM
+    return reason
+
+
+def _validate_and_save(run: Run, stop, emit, *, save_last: bool = True) -> dict:
+    """Validate (best.pt on improvement), then save last.pt; a signal mid-validation saves and leaves."""
+    # Under DDP every rank must score the same windows, so validation is never cut short there.
+    should_stop = None
+    if stop is not None and not run.dist.enabled:
+        should_stop = lambda: stop.signum is not None  # noqa: E731
+    try:
+        record, best = validate_run(run, should_stop)
+    except EvaluationStopped:
+        _interrupt(run, stop.signum)
+    if best:
+        save(run, "best")
+    emit(record)
+    if save_last:
+        save(run, "last")
+    return record
+
+
+def _interrupt(run: Run, signum: int) -> None:
+    save(run, "last")
+    name = "SIGINT" if signum == signal.SIGINT else signal.Signals(signum).name
+    raise TrainingInterrupted(
+        f"training stopped by {name} at step {run.progress.step}; last.pt saved",
+        hint=f"continue with `lstmlab train --resume {run.run_dir}`",
+        signum=signum,
+    )
+
+
+# ---------------------------------------------------------------- recipes -> runs
 
 
 def load_run_config(run_dir: Path, overrides=()) -> RunConfig:
     """The stored recipe of a run (its config.yaml), with overrides applied, for --resume."""
-    from lstmlab.config import load_recipe
-
     path = Path(run_dir) / "config.yaml"
     if not path.is_file():
-        from lstmlab.errors import CheckpointError
-
         raise CheckpointError(
             f"{run_dir} is not a run folder (no config.yaml)",
             hint="pass the folder `lstmlab train` created",
@@ -593,11 +1031,110 @@ def load_run_config(run_dir: Path, overrides=()) -> RunConfig:
     return load_recipe(path, overrides)
 
 
+def resume_config(run_dir: Path, recipe: Path | None = None, overrides=()) -> RunConfig:
+    """The recipe a resumed run continues with: its config.yaml (or `recipe`) plus `overrides`.
+
+    A recipe given with --resume must describe the same network.
+    """
+    cfg = load_run_config(run_dir, overrides)
+    if recipe is not None:
+        recipe_cfg = load_recipe(recipe, overrides)
+        check_architecture(recipe_cfg, cfg.to_dict(), Path(run_dir))
+        cfg = recipe_cfg
+    if not runs.checkpoint_path(run_dir, "last").is_file():
+        raise UsageError(
+            f"{run_dir} has no checkpoints/last.pt to resume from",
+            hint="start it again without --resume",
+        )
+    return cfg
+
+
+def recipe_run_names(files: list[Path], cfgs: list[RunConfig]) -> list[str]:
+    """<recipe>-<corpus>, or <folder>-<recipe>-<corpus> where two recipes share a file name."""
+    stems = [p.stem for p in files]
+    names = []
+    for path, cfg in zip(files, cfgs):
+        stem = path.stem if stems.count(path.stem) == 1 else f"{path.parent.name}-{path.stem}"
+        names.append(runs.validate_run_name(cfg.name or f"{stem}-{cfg.data.corpus}"))
+    if len(set(names)) != len(names):
+        raise UsageError(
+            "two recipes would train into the same run folder", hint="give them distinct `name:`s"
+        )
+    return names
+
+
+@dataclass
+class RecipeOutcome:
+    recipe: Path
+    run_dir: Path
+    result: TrainResult | None = None
+    error: str | None = None
+
+
+def plan_recipes(
+    files: list[Path], overrides: list[str], runs_dir: Path, *, force: bool
+) -> list[tuple[Path, RunConfig, Path]]:
+    """Every recipe checked first (recipe, corpus, free folder): (recipe, config, run folder)."""
+    cfgs, problems = [], []
+    for path in files:
+        try:
+            cfgs.append(load_recipe(path, overrides))
+        except ConfigError as exc:
+            problems.append(exc.message)
+    if problems:
+        raise ConfigError("\n".join(problems), hint="fix the recipe(s) or the --set override(s)")
+    targets = [Path(runs_dir) / name for name in recipe_run_names(files, cfgs)]
+    for cfg, target in zip(cfgs, targets):
+        open_run_corpus(cfg)
+        if target.exists() and not force and (not target.is_dir() or any(target.iterdir())):
+            raise UsageError(
+                f"run folder {target} already exists",
+                hint="pick another --runs-dir, or pass --force to replace the runs",
+            )
+    return list(zip(files, cfgs, targets))
+
+
+def train_recipes(
+    plan: list[tuple[Path, RunConfig, Path]],
+    *,
+    force: bool = False,
+    device: torch.device | str = "cpu",
+    progress: Progress | None = None,
+    on_event: Callable[[dict], None] | None = None,
+    on_start: Callable[[RunConfig, Path], None] | None = None,
+) -> list[RecipeOutcome]:
+    """Train each planned recipe in turn; one that fails does not cost the others their run."""
+    outcomes = []
+    for path, cfg, target in plan:
+        if on_start:
+            on_start(cfg, target)
+        try:
+            result = fit(cfg, target, force=force, device=device, progress=progress, on_event=on_event)
+            outcomes.append(RecipeOutcome(path, target, result=result))
+        except (TrainingInterrupted, KeyboardInterrupt):
+            raise
+        except Exception as exc:  # one broken recipe must not cost the others their run
+            message = exc.message if isinstance(exc, LstmlabError) else f"{type(exc).__name__}: {exc}"
+            outcomes.append(RecipeOutcome(path, target, error=message))
+    return outcomes
+
+
 __all__ = [
+    "RecipeOutcome",
+    "Run",
+    "StepOutcome",
     "TrainResult",
     "TrainState",
     "TrainingInterrupted",
     "fit",
     "load_run_config",
     "lr_factor",
+    "plan_recipes",
+    "resume_config",
+    "save",
+    "start_run",
+    "stop_reason",
+    "train_recipes",
+    "train_step",
+    "validate_run",
 ]

@@ -54,7 +54,7 @@ def _lstmlab(*args, cwd):
 
 def test_two_gloo_processes_equal_one_process_then_resume_with_one(tiny_corpus, tmp_path):
     path, cfg = _recipe(tmp_path)
-    single = runs.prepare_run_dir(tmp_path / "single")
+    single = tmp_path / "single"
     fit(cfg, single)
 
     ddp = tmp_path / "ddp"
@@ -107,7 +107,7 @@ def test_batch_must_split_evenly():
 
 def test_bf16_autocast_trains_with_float32_state(tiny_corpus, tmp_path):
     _, cfg = _recipe(tmp_path, "train.precision=bf16")
-    run = runs.prepare_run_dir(tmp_path / "bf16")
+    run = tmp_path / "bf16"
     result = fit(cfg, run)
     assert np.isfinite(result.final_valid["bpc"])
     ckpt = load_checkpoint(runs.checkpoint_path(run, "last"))
@@ -118,14 +118,14 @@ def test_bf16_autocast_trains_with_float32_state(tiny_corpus, tmp_path):
 def test_fp16_needs_cuda(tiny_corpus, tmp_path):
     _, cfg = _recipe(tmp_path, "train.precision=fp16")
     with pytest.raises(ConfigError, match="fp16 needs a CUDA device"):
-        fit(cfg, runs.prepare_run_dir(tmp_path / "fp16"))
+        fit(cfg, tmp_path / "fp16")
 
 
 def test_compiled_runs_save_plain_checkpoints(tiny_corpus, tmp_path, monkeypatch):
     # the eager backend exercises the wrapping without minutes of kernel compilation on CPU
     monkeypatch.setattr(torch, "compile", functools.partial(torch.compile, backend="eager"))
     _, cfg = _recipe(tmp_path, "train.compile=true")
-    run = runs.prepare_run_dir(tmp_path / "compiled")
+    run = tmp_path / "compiled"
     fit(cfg, run)
     keys = load_checkpoint(runs.checkpoint_path(run, "last"))["model"].keys()
     assert not any("_orig_mod" in k or k.startswith("module.") for k in keys)

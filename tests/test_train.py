@@ -29,7 +29,7 @@ def _params(run_dir, which="last"):
 
 
 def test_trains_writes_metrics_and_checkpoints(tiny_corpus, tmp_path):
-    run = runs.prepare_run_dir(tmp_path / "run")
+    run = tmp_path / "run"
     result = fit(_cfg("train.max_steps=8"), run)
     assert result.state.step == 8 and result.stop_reason == "max_steps"
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
@@ -40,16 +40,16 @@ def test_trains_writes_metrics_and_checkpoints(tiny_corpus, tmp_path):
 
 
 def test_loss_goes_down(tiny_corpus, tmp_path):
-    run = runs.prepare_run_dir(tmp_path / "run")
+    run = tmp_path / "run"
     result = fit(_cfg("train.max_steps=60", "train.eval_every=60", "model.dropout.hidden=0.0"), run)
     first = json.loads((run / "metrics.jsonl").read_text().splitlines()[0])
     assert result.final_valid["bpc"] < first["bpc"] - 0.5
 
 
 def test_resume_is_bit_identical(tiny_corpus, tmp_path):
-    straight = runs.prepare_run_dir(tmp_path / "straight")
+    straight = tmp_path / "straight"
     fit(_cfg("train.max_steps=20"), straight)
-    split = runs.prepare_run_dir(tmp_path / "split")
+    split = tmp_path / "split"
     fit(_cfg("train.max_steps=10"), split)
     fit(_cfg("train.max_steps=20"), split, resume=True)
     a, b = _params(straight), _params(split)
@@ -65,7 +65,7 @@ def test_resume_is_bit_identical(tiny_corpus, tmp_path):
 def test_same_seed_same_losses(tiny_corpus, tmp_path):
     losses = []
     for name in ("a", "b"):
-        run = runs.prepare_run_dir(tmp_path / name)
+        run = tmp_path / name
         fit(_cfg("train.max_steps=6"), run)
         losses.append(
             [
@@ -77,17 +77,17 @@ def test_same_seed_same_losses(tiny_corpus, tmp_path):
 
 
 def test_resume_refuses_a_different_architecture(tiny_corpus, tmp_path):
-    run = runs.prepare_run_dir(tmp_path / "run")
+    run = tmp_path / "run"
     fit(_cfg("train.max_steps=2"), run)
     with pytest.raises(ConfigError, match="model.cell.hidden_dim"):
         fit(_cfg("train.max_steps=4", "model.cell.hidden_dim=32"), run, resume=True)
 
 
 def test_token_and_epoch_budgets(tiny_corpus, tmp_path):
-    run = runs.prepare_run_dir(tmp_path / "tok")
+    run = tmp_path / "tok"
     result = fit(_cfg("train.max_steps=null", "train.max_tokens=300"), run)
     assert result.stop_reason == "max_tokens" and result.state.tokens_seen >= 300
-    run = runs.prepare_run_dir(tmp_path / "ep")
+    run = tmp_path / "ep"
     result = fit(_cfg("train.max_steps=null", "train.max_epochs=1.5"), run)
     assert result.stop_reason == "max_epochs" and result.state.epoch == 1
 
@@ -106,7 +106,7 @@ def test_schedules():
 
 
 def test_cosine_needs_a_step_budget(tiny_corpus, tmp_path):
-    run = runs.prepare_run_dir(tmp_path / "run")
+    run = tmp_path / "run"
     with pytest.raises(ConfigError, match="cosine"):
         fit(_cfg("train.max_steps=null", "train.max_minutes=1", "train.schedule.name=cosine"), run)
 
@@ -127,7 +127,7 @@ def _poison_loss(monkeypatch, *, at_call: int, value: float) -> None:
 
 
 def test_nonfinite_loss_stops_with_the_step_and_keeps_last(tiny_corpus, tmp_path, monkeypatch):
-    run = runs.prepare_run_dir(tmp_path / "run")
+    run = tmp_path / "run"
     fit(_cfg("train.max_steps=4"), run)
     before = _params(run)
     _poison_loss(monkeypatch, at_call=3, value=float("nan"))
@@ -139,7 +139,7 @@ def test_nonfinite_loss_stops_with_the_step_and_keeps_last(tiny_corpus, tmp_path
 
 def test_nonfinite_skip_continues(tiny_corpus, tmp_path, monkeypatch):
     _poison_loss(monkeypatch, at_call=2, value=float("inf"))
-    run = runs.prepare_run_dir(tmp_path / "run")
+    run = tmp_path / "run"
     result = fit(_cfg("train.max_steps=5", "train.on_nonfinite=skip", "train.eval_every=100"), run)
     assert result.state.step == 5
     assert any(
@@ -149,7 +149,7 @@ def test_nonfinite_skip_continues(tiny_corpus, tmp_path, monkeypatch):
 
 
 def test_sigint_saves_last_and_names_the_resume_command(tiny_corpus, tmp_path):
-    run = runs.prepare_run_dir(tmp_path / "run")
+    run = tmp_path / "run"
     timer = threading.Timer(0.3, lambda: os.kill(os.getpid(), signal.SIGINT))
     timer.start()
     try:
@@ -166,11 +166,11 @@ def test_window_sum_loss_scales_the_gradient_by_the_window(tiny_corpus, tmp_path
     # Plain SGD, no clipping: a window-summed loss at lr/T takes exactly the mean loss's step at lr.
     common = ("train.optimizer.name=sgd", "train.grad_clip=null", "train.max_steps=1")
     bptt = TINY_RECIPE["train"]["bptt"]
-    mean = runs.prepare_run_dir(tmp_path / "mean")
+    mean = tmp_path / "mean"
     fit(_cfg(*common, "train.optimizer.lr=0.5"), mean)
-    summed = runs.prepare_run_dir(tmp_path / "sum")
+    summed = tmp_path / "sum"
     fit(_cfg(*common, f"train.optimizer.lr={0.5 / bptt}", "train.loss=window_sum"), summed)
-    naive = runs.prepare_run_dir(tmp_path / "naive")
+    naive = tmp_path / "naive"
     fit(_cfg(*common, "train.optimizer.lr=0.5", "train.loss=window_sum"), naive)
     a, b, c = _params(mean), _params(summed), _params(naive)
     for key in a:
@@ -210,3 +210,201 @@ def test_matrices_decay_spares_biases_norms_and_embedding():
     assert len(decayed["params"]) + len(spared["params"]) == len(list(model.parameters()))
     (everything,) = decay_groups(model, 0.1, "all")
     assert len(everything["params"]) == len(list(model.parameters()))
+
+
+# ---------------------------------------------------------------- the loop's parts
+
+
+def test_stop_reason_is_the_first_budget_reached():
+    from lstmlab.train import TrainState, stop_reason
+
+    train = _cfg("train.max_steps=10", "train.max_tokens=640", "train.max_minutes=1").train
+    assert stop_reason(train, TrainState(step=9, tokens_seen=576), 5) is None
+    assert stop_reason(train, TrainState(step=10, tokens_seen=640), 5) == "max_steps"
+    assert stop_reason(train, TrainState(step=3, tokens_seen=640), 5) == "max_tokens"
+    assert stop_reason(train, TrainState(step=3, elapsed_s=60.0), 5) == "max_minutes"
+    epochs = _cfg("train.max_steps=null", "train.max_epochs=2").train
+    assert stop_reason(epochs, TrainState(step=9), 5) is None
+    assert stop_reason(epochs, TrainState(step=10), 5) == "max_epochs"
+
+
+def _started(tmp_path, *overrides):
+    from lstmlab.distributed import SINGLE
+    from lstmlab.train import open_run_corpus, start_run, with_absolute_data_dir
+
+    cfg = with_absolute_data_dir(_cfg(*overrides))
+    run, _ = start_run(
+        cfg, tmp_path / "run", resume=False, device=torch.device("cpu"), dist=SINGLE,
+        corpus=open_run_corpus(cfg),
+    )
+    return run
+
+
+def test_train_step_updates_and_reports_the_lr_it_used(tiny_corpus, tmp_path):
+    from lstmlab.train import next_window, train_step
+
+    run = _started(tmp_path, "train.schedule.warmup_steps=4")
+    before = [p.detach().clone() for p in run.model.parameters()]
+    outcome = train_step(run, *next_window(run))
+    assert outcome.status == "applied" and torch.isfinite(outcome.loss)
+    assert outcome.lr == pytest.approx(0.01 * 1 / 4)  # step 0 of a 4-step warm-up
+    assert run.optimizer.param_groups[0]["lr"] == pytest.approx(0.01 * 2 / 4)  # the next one's
+    assert any(not torch.equal(a, b) for a, b in zip(before, run.model.parameters()))
+
+
+def test_train_step_skips_a_nonfinite_step_and_restarts_the_state(tiny_corpus, tmp_path, monkeypatch):
+    from lstmlab.train import next_window, train_step
+
+    run = _started(tmp_path, "train.on_nonfinite=skip")
+    train_step(run, *next_window(run))
+    before = [p.detach().clone() for p in run.model.parameters()]
+    _poison_loss(monkeypatch, at_call=1, value=float("nan"))
+    outcome = train_step(run, *next_window(run))
+    assert outcome.status == "skipped" and "loss became nan" in outcome.reason
+    assert all(torch.equal(a, b) for a, b in zip(before, run.model.parameters()))
+    assert all(not t.any() for layer in run.state for t in layer)
+
+
+def test_logged_lr_is_the_one_the_step_used(tiny_corpus, tmp_path):
+    run = tmp_path / "run"
+    fit(_cfg("train.max_steps=8", "train.log_every=1", "train.schedule.warmup_steps=8"), run)
+    logged = [
+        r["lr"] for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines())
+        if r["kind"] == "train"
+    ]
+    assert logged == pytest.approx([0.01 * (s + 1) / 8 for s in range(8)])
+
+
+def test_wall_time_counts_validation_and_step_time_does_not(tiny_corpus, tmp_path):
+    result = fit(_cfg("train.max_steps=8", "train.eval_every=2"), tmp_path / "run")
+    assert result.state.wall_s > result.state.elapsed_s > 0
+
+
+# ---------------------------------------------------------------- honest resume
+
+
+def _records(run):
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_resume_overrides_take_effect_and_are_recorded(tiny_corpus, tmp_path):
+    import yaml
+
+    run = tmp_path / "run"
+    fit(_cfg("train.max_steps=4"), run)
+    fit(
+        _cfg(
+            "train.max_steps=8",
+            "train.optimizer.lr=0.001",
+            "train.optimizer.betas=[0.5, 0.9]",
+            "train.optimizer.weight_decay=0.01",
+        ),
+        run,
+        resume=True,
+    )
+    groups = load_checkpoint(runs.checkpoint_path(run, "last"))["optimizer"]["param_groups"]
+    assert all(g["lr"] == pytest.approx(0.001) and tuple(g["betas"]) == (0.5, 0.9) for g in groups)
+    assert all(g["weight_decay"] == 0.01 for g in groups)
+    stored = yaml.safe_load((run / "config.yaml").read_text())["train"]["optimizer"]
+    assert stored["lr"] == 0.001 and stored["betas"] == [0.5, 0.9]
+    resumed = next(r for r in _records(run) if r["kind"] == "resume")
+    assert "train.optimizer.lr" in resumed["changed"] and resumed["step"] == 4
+    assert [r["lr"] for r in _records(run) if r["kind"] == "train" and r["step"] > 4] == pytest.approx(
+        [0.001, 0.001]
+    )
+
+
+@pytest.mark.parametrize(
+    "override,field",
+    [("seed=1", "seed"), ("train.batch_size=2", "train.batch_size"),
+     ("train.optimizer.name=sgd", "train.optimizer.name")],
+)
+def test_resume_refuses_fields_that_cannot_change(tiny_corpus, tmp_path, override, field):
+    run = tmp_path / "run"
+    fit(_cfg("train.max_steps=2"), run)
+    with pytest.raises(ConfigError, match=field):
+        fit(_cfg("train.max_steps=4", override), run, resume=True)
+
+
+def test_resume_past_the_budget_says_so_and_writes_nothing(tiny_corpus, tmp_path):
+    from lstmlab.errors import UsageError
+
+    run = tmp_path / "run"
+    fit(_cfg("train.max_steps=4"), run)
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    with pytest.raises(UsageError, match="already reached its budget"):
+        fit(_cfg("train.max_steps=4"), run, resume=True)
+    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
+
+
+def test_checkpoints_record_the_corpus_and_config_an_absolute_data_dir(tiny_corpus, tmp_path):
+    import yaml
+
+    run = tmp_path / "run"
+    fit(_cfg("train.max_steps=2"), run)
+    corpus = load_checkpoint(runs.checkpoint_path(run, "last"))["corpus"]
+    assert corpus["splits"] == {s: i.sha256 for s, i in tiny_corpus.meta.splits.items()}
+    data_dir = yaml.safe_load((run / "config.yaml").read_text())["data"]["data_dir"]
+    assert os.path.isabs(data_dir) and os.path.samefile(data_dir, tiny_corpus.path.parent)
+
+
+def test_resume_refuses_a_corpus_that_changed_under_its_name(tiny_corpus, tmp_path):
+    import numpy as np
+
+    from lstmlab.corpora.store import write_corpus
+    from lstmlab.errors import CorpusError
+
+    run = tmp_path / "run"
+    fit(_cfg("train.max_steps=2"), run)
+    splits = {s: np.array(tiny_corpus.tokens(s))[::-1].copy() for s in ("train", "valid", "test")}
+    import shutil
+
+    shutil.rmtree(tiny_corpus.path)
+    write_corpus(tiny_corpus.path.parent, "tiny", tiny_corpus.tokenizer, splits)
+    with pytest.raises(CorpusError, match="checksums differ"):
+        fit(_cfg("train.max_steps=4"), run, resume=True)
+
+
+# ---------------------------------------------------------------- refusals before work
+
+
+def test_a_model_that_cannot_fit_is_refused_before_allocating(tiny_corpus, tmp_path):
+    run = tmp_path / "huge"
+    with pytest.raises(ConfigError, match="GiB"):
+        fit(_cfg("model.cell.hidden_dim=2000000", "model.embed_dim=100000"), run)
+    assert not run.exists()  # nothing left that would block the retry
+
+
+def test_compile_without_a_compiler_is_refused(tiny_corpus, tmp_path, monkeypatch):
+    import shutil
+
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    run = tmp_path / "run"
+    with pytest.raises(ConfigError, match="C\\+\\+ compiler"):
+        fit(_cfg("train.compile=true"), run)
+    assert not run.exists()
+
+
+def test_a_corpus_too_short_for_the_window_is_said(tiny_corpus, tmp_path):
+    events = []
+    fit(_cfg("train.max_steps=2", "train.bptt=4096"), tmp_path / "run", on_event=events.append)
+    warning = next(e for e in events if e["kind"] == "warning")
+    assert "fewer than train.bptt 4096" in warning["message"]
+
+
+def test_a_signal_during_validation_stops_it_and_saves(tiny_corpus, tmp_path, monkeypatch):
+    import lstmlab.train as train_mod
+
+    real = train_mod.evaluate
+
+    def interrupted(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGINT)  # arrives while validation runs
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(train_mod, "evaluate", interrupted)
+    events, run = [], tmp_path / "run"
+    with pytest.raises(TrainingInterrupted, match="step 4"):
+        fit(_cfg("train.max_steps=100", "train.eval_every=4"), run, on_event=events.append)
+    assert {"kind": "signal", "signal": "SIGINT"} in events  # said at once
+    assert not any(r["kind"] == "valid" for r in _records(run))  # the cut validation is not logged
+    assert load_checkpoint(runs.checkpoint_path(run, "last"))["train_state"]["step"] == 4

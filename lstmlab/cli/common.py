@@ -36,7 +36,7 @@ def fail(error: LstmlabError, exit_code: int | None = None) -> typer.Exit:
 
 
 def handle_errors(fn: Callable) -> Callable:
-    """Decorator for commands: LstmlabError and OSError become a one-line message and an exit code."""
+    """Decorator for commands: LstmlabError, OSError and Ctrl-C become a one-line message and an exit code."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
@@ -47,6 +47,12 @@ def handle_errors(fn: Callable) -> Callable:
         except OSError as exc:
             where = f" {exc.filename}" if getattr(exc, "filename", None) else ""
             raise fail(LstmlabError(f"{exc.strerror or exc}:{where}")) from None
+        except KeyboardInterrupt:
+            error = LstmlabError(
+                "interrupted by Ctrl-C before the command finished",
+                hint="files lstmlab writes are replaced atomically; run the command again",
+            )
+            raise fail(error, exit_code=130) from None
 
     return wrapper
 

@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import math
-import subprocess
-import sys
 from pathlib import Path
 from typing import Annotated
 
-import torch
 import typer
 from rich.markup import escape
 from rich.table import Table
@@ -16,21 +13,9 @@ from rich.table import Table
 from lstmlab import runs
 from lstmlab.catalog import recipe_files
 from lstmlab.cli.common import RichProgress, console, err_console, fail, handle_errors
-from lstmlab.cli.compare import print_comparison
 from lstmlab.cli.options import DeviceOpt, SetOpt
-from lstmlab.compare import collect
 from lstmlab.config import RunConfig, load_recipe
-from lstmlab.device import resolve_device
-from lstmlab.distributed import DistContext, init_from_env, launched_by_torchrun, shutdown
-from lstmlab.errors import ConfigError, LstmlabError, TrainingError, UsageError
-from lstmlab.train import (
-    TrainingInterrupted,
-    TrainResult,
-    check_architecture,
-    fit,
-    load_run_config,
-    open_run_corpus,
-)
+from lstmlab.errors import TrainingError, UsageError
 
 
 @handle_errors
@@ -39,19 +24,33 @@ def train_cmd(
         list[Path] | None,
         typer.Argument(
             help="YAML recipe(s) or folder(s) of recipes, e.g. recipes/tiny/lstm.yaml or recipes/tiny.",
+            metavar="RECIPE...",
             show_default=False,
         ),
     ] = None,
     overrides: SetOpt = None,
     run_dir: Annotated[
-        Path | None, typer.Option(help="Run folder (default: <runs-dir>/<recipe>-<corpus>-<time>).")
+        Path | None,
+        typer.Option(
+            help="Run folder (default: <runs-dir>/<recipe>-<corpus>-<time>).",
+            metavar="DIR",
+            show_default=False,
+        ),
     ] = None,
-    runs_dir: Annotated[Path, typer.Option(help="Parent folder for new runs.")] = Path("runs"),
+    runs_dir: Annotated[
+        Path, typer.Option(help="Parent folder for new runs.", metavar="DIR")
+    ] = Path("runs"),
     resume: Annotated[
-        Path | None, typer.Option(help="Continue the run in this folder from its last checkpoint.")
+        Path | None,
+        typer.Option(
+            help="Continue the run in this folder from its last checkpoint.",
+            metavar="RUN",
+            show_default=False,
+        ),
     ] = None,
     force: Annotated[
-        bool, typer.Option(help="Replace an existing --run-dir instead of refusing.")
+        bool,
+        typer.Option(help="Replace an existing lstmlab run folder (never any other folder)."),
     ] = False,
     device: DeviceOpt = "auto",
     dry_run: Annotated[
@@ -61,7 +60,9 @@ def train_cmd(
     nproc: Annotated[
         int,
         typer.Option(
-            min=1, help="Data-parallel processes on this machine (launches torchrun for you)."
+            min=1,
+            metavar="INTEGER",
+            help="Data-parallel processes on this machine (launches torchrun for you).",
         ),
     ] = 1,
 ) -> None:
@@ -70,125 +71,193 @@ def train_cmd(
     Several recipes, or a folder of them, train one after another into --runs-dir
     (one run folder each, named <recipe>-<corpus>) and end with `lstmlab compare`.
     """
+    from lstmlab import train
+
     overrides = overrides or []
     files = expand_recipes(recipes or [])
     if len(files) > 1 or any(p.is_dir() for p in recipes or []):
-        if resume is not None or run_dir is not None:
-            raise UsageError(
-                "--resume and --run-dir take one run; several recipes each get a folder in --runs-dir"
-            )
-        if nproc > 1:
-            raise UsageError(
-                "--nproc trains one recipe at a time",
-                hint="run the recipes one by one with --nproc",
-            )
+        _check_many(resume, run_dir, nproc)
         if dry_run:
             for path in files:
                 _show_resolved(load_recipe(path, overrides))
-            return
-        train_many(files, overrides, runs_dir, force=force, device=device)
-        return
+            return None
+        return _train_many(train.plan_recipes(files, overrides, runs_dir, force=force), force, device)
+    cfg, target = _single_run(files, overrides, run_dir, runs_dir, resume)
+    if dry_run:
+        return _show_resolved(cfg)
+    if nproc > 1:
+        return _relaunch(cfg, files, overrides, target, resume, force, device, nproc)
+    _train_one(cfg, target, resume=resume is not None, force=force, device=device)
+
+
+def _single_run(files, overrides, run_dir, runs_dir, resume) -> tuple[RunConfig, Path]:
+    """The recipe and run folder of a one-run command (fresh or --resume)."""
+    from lstmlab.train import resume_config
+
     recipe = files[0] if files else None
     if resume is not None:
         if run_dir is not None:
             raise UsageError(
                 "--resume and --run-dir both name a run folder", hint="pass only --resume RUN"
             )
-        cfg = load_run_config(resume, overrides)
-        if recipe is not None:
-            recipe_cfg = load_recipe(recipe, overrides)
-            check_architecture(recipe_cfg, cfg.to_dict(), resume)
-            cfg = recipe_cfg
-        target = resume
-        if not runs.checkpoint_path(target, "last").is_file():
-            raise UsageError(
-                f"{target} has no checkpoints/last.pt to resume from",
-                hint="start it again without --resume",
-            )
-    else:
-        if recipe is None:
-            raise UsageError(
-                "no recipe given",
-                hint="e.g. `lstmlab train recipes/tiny/lstm.yaml`, or --resume RUN",
-            )
-        cfg = load_recipe(recipe, overrides)
-        target = run_dir or runs_dir / (
-            cfg.name or runs.default_run_name(recipe, cfg.data.corpus, cfg.model.cell.kind)
+        return resume_config(resume, recipe, overrides), resume
+    if recipe is None:
+        raise UsageError(
+            "no recipe given", hint="e.g. `lstmlab train recipes/tiny/lstm.yaml`, or --resume RUN"
         )
-    if dry_run:
-        _show_resolved(cfg)
-        return
-    if nproc > 1 and not launched_by_torchrun():
-        argv = _forwarded_args(recipe, overrides, target, resume, force, device)
-        raise typer.Exit(_launch_torchrun(nproc, argv))
+    cfg = load_recipe(recipe, overrides)
+    if run_dir is not None:
+        runs.validate_run_name(Path(run_dir).resolve().name)
+        return cfg, run_dir
+    name = cfg.name or runs.default_run_name(recipe, cfg.data.corpus, cfg.model.cell.kind)
+    return cfg, runs_dir / runs.validate_run_name(name)
+
+
+def _check_many(resume, run_dir, nproc) -> None:
+    if resume is not None or run_dir is not None:
+        raise UsageError(
+            "--resume and --run-dir take one run; several recipes each get a folder in --runs-dir"
+        )
+    if nproc > 1:
+        raise UsageError(
+            "--nproc trains one recipe at a time", hint="run the recipes one by one with --nproc"
+        )
+
+
+def _relaunch(cfg, files, overrides, target, resume, force, device, nproc) -> None:
+    """Check what torchrun's workers would refuse, then start them (rank 0 prints)."""
+    from lstmlab.distributed import launched_by_torchrun, relaunch_under_torchrun
+
+    if launched_by_torchrun():
+        return _train_one(cfg, target, resume=resume is not None, force=force, device=device)
+    if cfg.train.batch_size % nproc:
+        raise UsageError(
+            f"--nproc {nproc} does not divide train.batch_size {cfg.train.batch_size}: each "
+            "process takes an equal block of the streams",
+            hint=f"use an --nproc that divides {cfg.train.batch_size}, or --set train.batch_size=N",
+        )
+    argv = ["train", *(["--resume", str(resume)] if resume else [str(files[0]), "--run-dir", str(target)])]
+    for text in overrides:
+        argv += ["--set", text]
+    argv += [*(["--force"] if force else []), "--device", device]
+    console.print(f"[dim]launching {nproc} processes under torchrun[/]")
+    raise typer.Exit(relaunch_under_torchrun(argv, nproc))
+
+
+def _train_one(cfg: RunConfig, target: Path, *, resume: bool, force: bool, device: str):
+    """Train one run (as one process or one torchrun worker) and print its summary."""
+    from lstmlab.device import resolve_device
+    from lstmlab.distributed import init_from_env, shutdown
+    from lstmlab.train import fit, open_run_corpus
+
     dev = resolve_device(device)
     ctx = init_from_env(dev.type)
     try:
         if ctx.enabled:
             target = Path(ctx.broadcast(str(target)))  # every rank writes under rank 0's run name
-            if dev.type == "cuda":
-                dev = torch.device("cuda", ctx.local_rank)
-                torch.cuda.set_device(dev)
+            dev = ctx.device_for(dev)
             if not ctx.is_main:
                 console.quiet = err_console.quiet = True
         open_run_corpus(cfg)  # a missing corpus is reported before the run folder is made
-        if resume is None:
-            _prepare_on_main(target, force=force, ctx=ctx)
-        train_one(cfg, target, resume=resume is not None, device=dev, ctx=ctx)
+        ranks = f", {ctx.world_size} processes" if ctx.enabled else ""
+        console.print(
+            f"[bold]run[/] {escape(str(target))}  "
+            f"[dim]({cfg.model.cell.kind} on {cfg.data.corpus}, {dev}{ranks})[/]"
+        )
+        try:
+            result = fit(cfg, target, resume=resume, force=force, device=dev,
+                         progress=RichProgress(), on_event=print_event, dist=ctx)
+        except KeyboardInterrupt:  # a second Ctrl-C: stop now; checkpoints are written atomically
+            raise fail(second_interrupt(target), exit_code=130) from None
+        print_summary(result)
+        return result
     finally:
         shutdown()
 
 
-def _prepare_on_main(target: Path, *, force: bool, ctx: DistContext) -> None:
-    """Rank 0 creates the run folder; every rank learns whether that worked."""
-    problem = None
-    if ctx.is_main:
-        try:
-            runs.prepare_run_dir(target, force=force)
-        except LstmlabError as exc:
-            problem = (exc.message, exc.hint)
-    problem = ctx.broadcast(problem)
-    if problem:
-        raise UsageError(*problem)
-
-
-def train_one(
-    cfg: RunConfig, target: Path, *, resume: bool, device, ctx: DistContext | None = None
-) -> TrainResult:
-    """Train one run into `target` (which exists) and print its summary (rank 0 only under torchrun)."""
-    ctx = ctx or DistContext()
-    ranks = f", {ctx.world_size} processes" if ctx.enabled else ""
-    console.print(
-        f"[bold]run[/] {escape(str(target))}  [dim]({cfg.model.cell.kind} on {cfg.data.corpus}, {device}{ranks})[/]"
+def second_interrupt(target: Path) -> UsageError:
+    """What a second Ctrl-C left behind, said truthfully."""
+    if runs.checkpoint_path(target, "last").is_file():
+        return UsageError(
+            "training stopped at once by a second Ctrl-C; the last saved checkpoint is intact",
+            hint=f"continue with `lstmlab train --resume {target}`",
+        )
+    return UsageError(
+        "training stopped at once by a second Ctrl-C before any checkpoint was saved; "
+        "nothing of this run was kept",
+        hint="start it again with the same command",
     )
-    try:
-        result = fit(cfg, target, resume=resume, device=device, progress=RichProgress(), dist=ctx)
-    except KeyboardInterrupt:  # a second Ctrl-C: stop now; checkpoints are written atomically
-        raise fail(
-            UsageError(
-                "training stopped at once by a second Ctrl-C; the last saved checkpoint is intact",
-                hint=f"continue with `lstmlab train --resume {target}`",
-            ),
-            exit_code=130,
-        ) from None
-    table = Table(title=escape(f"trained {target}"), show_header=False)
-    table.add_row("stopped at", f"step {result.state.step} ({result.stop_reason})")
+
+
+def print_event(record: dict) -> None:
+    """Warnings, signal notices and validation results as they happen (stderr)."""
+    kind = record.get("kind")
+    if kind == "warning":
+        err_console.print(f"[yellow]warning:[/] {escape(record['message'])}", soft_wrap=True)
+    elif kind == "signal":
+        err_console.print(
+            f"[yellow]{record['signal']}:[/] stopping after the current step and saving "
+            "last.pt (Ctrl-C again to stop at once)",
+            soft_wrap=True,
+        )
+    elif kind == "valid":
+        err_console.print(
+            f"step {record['step']}: valid bpc {record['bpc']:.4f} "
+            f"({record['tokens']:,} tokens seen)",
+            soft_wrap=True,
+        )
+    elif kind == "resume" and record.get("changed"):
+        err_console.print(
+            f"[dim]resumed at step {record['step']} with changed {escape(', '.join(record['changed']))}[/]",
+            soft_wrap=True,
+        )
+
+
+def print_summary(result) -> None:
+    p = result.state
+    table = Table(title=escape(f"trained {result.run_dir}"), show_header=False)
+    table.add_row("stopped at", f"step {p.step} ({result.stop_reason})")
     table.add_row("parameters", f"{result.num_parameters:,}")
-    table.add_row("tokens seen", f"{result.state.tokens_seen:,}")
-    table.add_row("wall time", f"{result.state.elapsed_s:.1f} s")
-    table.add_row("train tokens/s", f"{result.tokens_per_s:,.0f}")
+    table.add_row("tokens seen", f"{p.tokens_seen:,}")
+    table.add_row("wall time", f"{p.wall_s:.1f} s (with validation and checkpoints)")
+    table.add_row("step time", f"{p.elapsed_s:.1f} s (what max_minutes counts)")
+    table.add_row("train tokens/s", f"{result.tokens_per_s:,.0f} (per second of step time)")
     if result.final_valid:
         table.add_row("valid bpc (last)", f"{result.final_valid['bpc']:.4f}")
-    if math.isfinite(result.state.best_valid_bpc):
-        table.add_row(
-            "valid bpc (best)",
-            f"{result.state.best_valid_bpc:.4f} at step {result.state.best_step}",
-        )
+    if math.isfinite(p.best_valid_bpc):
+        table.add_row("valid bpc (best)", f"{p.best_valid_bpc:.4f} at step {p.best_step}")
     console.print(table)
-    console.print(
-        f"next: [bold]lstmlab eval {escape(str(target))}[/] and [bold]lstmlab sample {escape(str(target))}[/]"
-    )
-    return result
+    target = escape(str(result.run_dir))
+    console.print(f"next: [bold]lstmlab eval {target}[/] and [bold]lstmlab sample {target}[/]")
+
+
+def _train_many(plan, force: bool, device: str) -> None:
+    """Train a planned list of recipes, print each summary, then compare them."""
+    from lstmlab.cli.compare import print_comparison
+    from lstmlab.compare import collect
+    from lstmlab.device import resolve_device
+    from lstmlab.train import train_recipes
+
+    def on_start(cfg, target) -> None:
+        console.print(f"[bold]run[/] {escape(str(target))}  [dim]({cfg.model.cell.kind} on {cfg.data.corpus})[/]")
+
+    outcomes = train_recipes(plan, force=force, device=resolve_device(device),
+                             progress=RichProgress(), on_event=print_event, on_start=on_start)
+    for outcome in outcomes:
+        if outcome.result is not None:
+            print_summary(outcome.result)
+        else:
+            err_console.print(f"[bold red]error:[/] {escape(f'{outcome.recipe}: {outcome.error}')}", soft_wrap=True)
+    rows, warnings = collect([o.run_dir for o in outcomes if o.run_dir.is_dir()], allow_mixed=True)
+    for warning in warnings:
+        err_console.print(f"[yellow]warning:[/] {escape(warning)}", soft_wrap=True)
+    print_comparison(rows, title=f"compared: {plan[0][2].parent}")
+    failed = [str(o.recipe) for o in outcomes if o.error is not None]
+    if failed:
+        raise TrainingError(
+            f"{len(failed)} of {len(outcomes)} recipes failed: {', '.join(failed)}",
+            hint="see the error above each; the other runs are complete",
+        )
 
 
 def expand_recipes(paths: list[Path]) -> list[Path]:
@@ -205,71 +274,12 @@ def expand_recipes(paths: list[Path]) -> list[Path]:
     return list(dict.fromkeys(files))
 
 
-def batch_run_names(files: list[Path], cfgs: list[RunConfig]) -> list[str]:
-    """<recipe>-<corpus>, or <folder>-<recipe>-<corpus> where two recipes share a file name."""
-    stems = [p.stem for p in files]
-    names = []
-    for path, cfg in zip(files, cfgs):
-        stem = path.stem if stems.count(path.stem) == 1 else f"{path.parent.name}-{path.stem}"
-        names.append(cfg.name or f"{stem}-{cfg.data.corpus}")
-    if len(set(names)) != len(names):
-        raise UsageError(
-            "two recipes would train into the same run folder", hint="give them distinct `name:`s"
-        )
-    return names
-
-
-def train_many(
-    files: list[Path], overrides: list[str], runs_dir: Path, *, force: bool, device: str
-) -> None:
-    """Every recipe checked first (recipe, corpus, free folder), then trained in turn, then compared."""
-    cfgs, problems = [], []
-    for path in files:
-        try:
-            cfgs.append(load_recipe(path, overrides))
-        except ConfigError as exc:
-            problems.append(exc.message)
-    if problems:
-        raise ConfigError("\n".join(problems), hint="fix the recipe(s) or the --set override(s)")
-    targets = [runs_dir / name for name in batch_run_names(files, cfgs)]
-    for cfg, target in zip(cfgs, targets):
-        open_run_corpus(cfg)
-        if target.is_dir() and any(target.iterdir()) and not force:
-            raise UsageError(
-                f"run folder {target} already exists",
-                hint="pick another --runs-dir, or pass --force to replace the runs",
-            )
-    dev = resolve_device(device)
-    failed = []
-    for path, cfg, target in zip(files, cfgs, targets):
-        runs.prepare_run_dir(target, force=force)
-        try:
-            train_one(cfg, target, resume=False, device=dev)
-        except TrainingInterrupted:
-            raise
-        except Exception as exc:  # one broken recipe must not cost the others their run
-            message = (
-                exc.message if isinstance(exc, LstmlabError) else f"{type(exc).__name__}: {exc}"
-            )
-            err_console.print(f"[bold red]error:[/] {escape(f'{path}: {message}')}", soft_wrap=True)
-            failed.append(path)
-    rows, warnings = collect(targets, allow_mixed=True)
-    for warning in warnings:
-        err_console.print(f"[yellow]warning:[/] {escape(warning)}", soft_wrap=True)
-    print_comparison(rows, title=f"compared: {runs_dir}")
-    if failed:
-        raise TrainingError(
-            f"{len(failed)} of {len(files)} recipes failed: {', '.join(map(str, failed))}",
-            hint="see the error above each; the other runs are complete",
-        )
-
-
 def _show_resolved(cfg) -> None:
     """Print the validated recipe with every default filled in, and its size when the corpus is prepared."""
     import yaml
 
+    from lstmlab.catalog import count_parameters
     from lstmlab.errors import CorpusError
-    from lstmlab.model import build_model
     from lstmlab.train import open_run_corpus
 
     console.print(yaml.safe_dump(cfg.to_dict(), sort_keys=False), markup=False)
@@ -278,35 +288,7 @@ def _show_resolved(cfg) -> None:
     except CorpusError as exc:
         console.print(f"[dim]parameters: unknown ({escape(exc.message)})[/]")
         return
-    params = build_model(cfg.model, corpus.vocab_size).num_parameters()
+    params = count_parameters(cfg.model, corpus.vocab_size)
     console.print(
         f"parameters: {params:,} (vocabulary {corpus.vocab_size} of corpus {escape(corpus.name)})"
     )
-
-
-def _forwarded_args(recipe, overrides, target, resume, force, device) -> list[str]:
-    """The same training command for each torchrun worker, with the run folder fixed."""
-    argv = (
-        ["--resume", str(resume)] if resume is not None else [str(recipe), "--run-dir", str(target)]
-    )
-    for text in overrides:
-        argv += ["--set", text]
-    if force:
-        argv.append("--force")
-    return [*argv, "--device", device]
-
-
-def _launch_torchrun(nproc: int, argv: list[str]) -> int:
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        f"--nproc_per_node={nproc}",
-        "-m",
-        "lstmlab",
-        "train",
-        *argv,
-    ]
-    console.print(f"[dim]launching: {escape(' '.join(cmd))}[/]")
-    return subprocess.call(cmd)
