@@ -286,15 +286,6 @@ def _wrap(model: torch.nn.Module, tcfg: TrainConfig, dist: DistContext, device: 
     return wrapped
 
 
-def _rank_slice(tokens, dist: DistContext):
-    """Rank r's contiguous share of a split; shares overlap by one token so every pair is scored once."""
-    if not dist.enabled:
-        return tokens
-    n = len(tokens) - 1
-    start, stop = n * dist.rank // dist.world_size, n * (dist.rank + 1) // dist.world_size
-    return tokens[start : stop + 1]
-
-
 def eval_rows(num_tokens: int, batch_size: int, dist: DistContext) -> slice | None:
     """This rank's rows of the single-process validation batch (None: all of them)."""
     if not dist.enabled:

@@ -18,7 +18,7 @@ from lstmlab.checkpoint import load_checkpoint
 from lstmlab.config import apply_overrides, validate
 from lstmlab.distributed import DistContext
 from lstmlab.errors import ConfigError
-from lstmlab.train import _rank_slice, fit
+from lstmlab.train import eval_rows, fit
 
 from support import TINY_RECIPE
 
@@ -81,6 +81,16 @@ def test_two_gloo_processes_equal_one_process_then_resume_with_one(tiny_corpus, 
     assert steps == sorted(set(steps))
     assert sorted(p.name for p in (ddp / "checkpoints").iterdir()) == ["best.pt", "last.pt"]
 
+    # the logged figures are the global batch's: equal to one process's, train and valid
+    def figures(run, kind):
+        records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+        return [(r["step"], r["loss"], r["bpc"]) for r in records if r["kind"] == kind]
+
+    for kind in ("train", "valid"):
+        one, two = figures(single, kind), figures(ddp, kind)
+        assert [s for s, *_ in one] == [s for s, *_ in two] and one
+        np.testing.assert_allclose([f[1:] for f in two], [f[1:] for f in one], rtol=2e-5)
+
     # a run started with 2 processes resumes with 1
     proc = _lstmlab(
         "train", "--resume", ddp, "--set", "train.max_steps=9", "--device", "cpu", cwd=tmp_path
@@ -89,14 +99,37 @@ def test_two_gloo_processes_equal_one_process_then_resume_with_one(tiny_corpus, 
     assert load_checkpoint(runs.checkpoint_path(ddp, "last"))["train_state"]["step"] == 9
 
 
-@pytest.mark.parametrize("n,world", [(101, 2), (100, 3), (7, 4), (2, 2)])
-def test_rank_slices_score_every_pair_once(n, world):
-    tokens = np.arange(n)
-    pairs = []
-    for rank in range(world):
-        part = _rank_slice(tokens, DistContext(rank=rank, world_size=world))
-        pairs += list(zip(part[:-1], part[1:]))
-    assert sorted(pairs) == list(zip(tokens[:-1], tokens[1:]))
+@pytest.mark.parametrize("n,batch,world", [(101, 16, 2), (100, 16, 3), (7, 16, 4), (40, 3, 2)])
+def test_validation_rows_partition_the_one_process_batch(n, batch, world):
+    parts = [eval_rows(n, batch, DistContext(rank=r, world_size=world)) for r in range(world)]
+    streams = max(1, min(batch, n - 1))
+    covered = [row for part in parts for row in range(part.start, part.stop)]
+    assert covered == list(range(streams))
+    assert eval_rows(n, batch, DistContext()) is None
+
+
+def test_ddp_resume_with_dropout_is_bit_exact(tiny_corpus, tmp_path):
+    path, _ = _recipe(tmp_path, "model.dropout.hidden=0.2", "model.dropout.weight=0.2")
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    common = ["--nproc", "2", "--device", "cpu"]
+    assert _lstmlab("train", path, "--run-dir", straight, *common, cwd=tmp_path).returncode == 0
+    proc = _lstmlab(
+        "train", path, "--run-dir", split, "--set", "train.max_steps=3", *common, cwd=tmp_path
+    )
+    assert proc.returncode == 0, proc.stderr
+    proc = _lstmlab("train", "--resume", split, "--set", "train.max_steps=6", *common, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    a = load_checkpoint(runs.checkpoint_path(straight, "last"))["model"]
+    b = load_checkpoint(runs.checkpoint_path(split, "last"))["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_nproc_that_does_not_divide_the_batch_is_refused_before_torchrun(tiny_corpus, tmp_path):
+    path, _ = _recipe(tmp_path)
+    proc = _lstmlab("train", path, "--nproc", "3", "--device", "cpu", cwd=tmp_path)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "error: --nproc 3 does not divide train.batch_size 4" in proc.stderr
+    assert "launching" not in proc.stdout and not (tmp_path / "runs").exists()
 
 
 def test_batch_must_split_evenly():
