@@ -32,7 +32,8 @@ demo: install
 	$(VENV)/bin/lstmlab eval $(DEMO_DIR) --split all
 	$(VENV)/bin/lstmlab sample $(DEMO_DIR) --prime "The " --length 300 --temperature 0.8
 
-# PTB from ../shared/data/ptb when it is there, else the built-in corpus. Each run trains
+# PTB from PTB_SHARED (a folder with ptb.char.*.txt; `make zoo PTB_SHARED=DIR`) when it is
+# there, else the built-in corpus. Each run trains
 # for ZOO_MINUTES of step time (no other budget), is scored on test, and the table and the
 # curves land in docs/results.{md,png}, spliced into README.md's Results section.
 # A recipe that fails is reported and the others are still compared.
