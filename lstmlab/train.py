@@ -42,20 +42,21 @@ from lstmlab import runs
 from lstmlab.batching import Streams
 from lstmlab.cells import detach_state
 from lstmlab.checkpoint import load_checkpoint, remove_stale_temporaries, save_checkpoint
-from lstmlab.config import RunConfig, ScheduleConfig, TrainConfig, load_recipe, validate
+from lstmlab.config import RunConfig, TrainConfig, validate
 from lstmlab.corpora.store import Corpus, default_data_dir, open_corpus
 from lstmlab.distributed import SINGLE, DistContext
 from lstmlab.errors import (
     CheckpointError,
     ConfigError,
-    CorpusError,
     LstmlabError,
     TrainingError,
     UsageError,
 )
 from lstmlab.evaluate import EvalResult, EvaluationStopped, evaluate
 from lstmlab.model import LanguageModel, build_model
+from lstmlab.optim import apply_optimizer_settings, build_optimizer, lr_factor, total_steps
 from lstmlab.progress import NullProgress, Progress
+from lstmlab.resume import check_same_corpus, corpus_identity, resume_changes
 
 
 class TrainingInterrupted(TrainingError):
@@ -94,38 +95,6 @@ class TrainResult:
 # ---------------------------------------------------------------- schedule and optimizer (pure)
 
 
-def total_steps(train: TrainConfig, steps_per_epoch: int) -> int | None:
-    """The step budget implied by max_steps / max_tokens / max_epochs (None: time budget only)."""
-    candidates = []
-    if train.max_steps:
-        candidates.append(train.max_steps)
-    if train.max_tokens:
-        candidates.append(math.ceil(train.max_tokens / (train.batch_size * train.bptt)))
-    if train.max_epochs:
-        candidates.append(math.ceil(train.max_epochs * steps_per_epoch))
-    return min(candidates) if candidates else None
-
-
-def lr_factor(
-    step: int, schedule: ScheduleConfig, total: int | None, steps_per_epoch: int
-) -> float:
-    """Multiplier of the base learning rate for the step about to be taken (0-based)."""
-    if schedule.warmup_steps and step < schedule.warmup_steps:
-        return (step + 1) / schedule.warmup_steps
-    if schedule.name in ("cosine", "linear"):
-        span = max(1, (schedule.decay_steps or total or 1) - schedule.warmup_steps)
-        progress = min(1.0, (step - schedule.warmup_steps) / span)
-        if schedule.name == "cosine":
-            shape = 0.5 * (1 + math.cos(math.pi * progress))
-        else:
-            shape = 1.0 - progress
-        return schedule.min_lr_ratio + (1 - schedule.min_lr_ratio) * shape
-    if schedule.name == "step":
-        passed = sum(step >= m * steps_per_epoch for m in schedule.milestones_epochs)
-        return schedule.factor**passed
-    return 1.0
-
-
 def stop_reason(train: TrainConfig, state: TrainState, steps_per_epoch: int) -> str | None:
     """The first budget `state` has reached, or None to go on."""
     if train.max_steps and state.step >= train.max_steps:
@@ -137,29 +106,6 @@ def stop_reason(train: TrainConfig, state: TrainState, steps_per_epoch: int) -> 
     if train.max_minutes and state.elapsed_s >= train.max_minutes * 60:
         return "max_minutes"
     return None
-
-
-def decay_groups(model: torch.nn.Module, weight_decay: float, which: str) -> list[dict]:
-    """Parameter groups: with "matrices", only weight matrices and conv kernels are decayed."""
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    if which == "all" or weight_decay == 0.0:
-        return [{"params": trainable, "weight_decay": weight_decay}]
-    embedding = getattr(model, "embedding", None)
-    spared = {id(embedding.weight)} if embedding is not None else set()
-    decay = [p for p in trainable if p.ndim >= 2 and id(p) not in spared]
-    keep = [p for p in trainable if not (p.ndim >= 2 and id(p) not in spared)]
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": keep, "weight_decay": 0.0}]
-
-
-def build_optimizer(model: torch.nn.Module, train: TrainConfig) -> torch.optim.Optimizer:
-    opt = train.optimizer
-    params = decay_groups(model, opt.weight_decay, opt.decay)
-    if opt.name == "sgd":
-        return torch.optim.SGD(
-            params, lr=opt.lr, momentum=opt.momentum, weight_decay=opt.weight_decay
-        )
-    cls = torch.optim.AdamW if opt.name == "adamw" else torch.optim.Adam
-    return cls(params, lr=opt.lr, betas=opt.betas, eps=opt.eps, weight_decay=opt.weight_decay)
 
 
 # ---------------------------------------------------------------- signals
@@ -291,7 +237,9 @@ def eval_rows(num_tokens: int, batch_size: int, dist: DistContext) -> slice | No
     if not dist.enabled:
         return None
     streams = max(1, min(batch_size, num_tokens - 1))
-    return slice(streams * dist.rank // dist.world_size, streams * (dist.rank + 1) // dist.world_size)
+    return slice(
+        streams * dist.rank // dist.world_size, streams * (dist.rank + 1) // dist.world_size
+    )
 
 
 # ---------------------------------------------------------------- sizes and corpus
@@ -331,11 +279,14 @@ def check_fits(cfg: RunConfig, vocab_size: int, device: torch.device, batch_rows
             params = build_model(cfg.model, vocab_size).num_parameters()
     except (RuntimeError, ValueError, NotImplementedError):  # an init that reads values
         return -1
-    widths = sum(max(cfg.model.cell.hidden_dim, cfg.model.embed_dim) for _ in range(cfg.model.num_layers))
+    widths = sum(
+        max(cfg.model.cell.hidden_dim, cfg.model.embed_dim) for _ in range(cfg.model.num_layers)
+    )
     tokens = batch_rows * cfg.train.bptt
-    need = params * _TRAIN_BYTES_PER_PARAMETER + tokens * (
-        widths * _ACTIVATION_FLOATS_PER_UNIT + vocab_size * 3
-    ) * 4
+    need = (
+        params * _TRAIN_BYTES_PER_PARAMETER
+        + tokens * (widths * _ACTIVATION_FLOATS_PER_UNIT + vocab_size * 3) * 4
+    )
     free = _available_memory(device)
     if free is not None and need > free:
         raise ConfigError(
@@ -361,15 +312,6 @@ def open_run_corpus(cfg: RunConfig, *, verify: bool = False) -> Corpus:
     return corpus
 
 
-def corpus_identity(corpus: Corpus) -> dict:
-    """What a checkpoint records of its corpus: name, absolute folder and split checksums."""
-    return {
-        "name": corpus.name,
-        "path": str(Path(corpus.path).resolve()),
-        "splits": {split: info.sha256 for split, info in corpus.meta.splits.items()},
-    }
-
-
 def with_absolute_data_dir(cfg: RunConfig) -> RunConfig:
     """The recipe with data.data_dir resolved, so the run folder works from any directory."""
     data_dir = Path(cfg.data.data_dir or default_data_dir()).resolve()
@@ -381,78 +323,6 @@ def with_absolute_data_dir(cfg: RunConfig) -> RunConfig:
 
 
 # ---------------------------------------------------------------- resume rules
-
-
-# Fields a resumed run cannot change: they shape the network, the optimizer's state or
-# the data stream. Every other field takes effect from the next step.
-FIXED_ON_RESUME = (
-    "model",
-    "seed",
-    "data.corpus",
-    "data.tokenizer",
-    "train.batch_size",
-    "train.optimizer.name",
-    "train.optimizer.decay",
-)
-
-
-def _diff_keys(a, b, prefix: str) -> list[str]:
-    if isinstance(a, dict) and isinstance(b, dict):
-        out = []
-        for key in sorted(set(a) | set(b)):
-            out += _diff_keys(a.get(key), b.get(key), f"{prefix}.{key}" if prefix else key)
-        return out
-    return [] if a == b else [prefix]
-
-
-def check_architecture(cfg: RunConfig, stored: dict, where: Path) -> None:
-    """A resumed run keeps its network: any difference in `model` is an error naming the fields."""
-    diffs = _diff_keys(stored["model"], cfg.to_dict()["model"], "model")
-    if diffs:
-        raise ConfigError(
-            f"the recipe's model differs from the checkpoint being resumed ({where}) at: {', '.join(diffs)}",
-            hint="drop those overrides, or start a new run instead of --resume",
-        )
-
-
-def resume_changes(cfg: RunConfig, stored: dict, where: Path) -> list[str]:
-    """The fields `cfg` changes against the checkpoint's recipe; refuses the fixed ones."""
-    check_architecture(cfg, stored, where)
-    diffs = _diff_keys(stored, cfg.to_dict(), "")
-    fixed = [d for d in diffs if any(d == f or d.startswith(f + ".") for f in FIXED_ON_RESUME)]
-    if fixed:
-        raise ConfigError(
-            f"{', '.join(fixed)} cannot change when resuming {where} (the saved optimizer, random "
-            "and stream state belong to the old value)",
-            hint="drop those overrides (or undo the edit to config.yaml), or start a new run",
-        )
-    return diffs
-
-
-def _apply_optimizer_settings(optimizer, scheduler, tcfg: TrainConfig, step_factor: float) -> None:
-    """Put the recipe's learning rate, betas, eps, momentum and weight decay into the restored optimizer."""
-    opt = tcfg.optimizer
-    groups = optimizer.param_groups
-    decayed = [g for g in groups if g["weight_decay"] != 0.0] or groups[:1]
-    if opt.weight_decay != 0.0 and len(groups) == 1 and opt.decay == "matrices":
-        if groups[0]["weight_decay"] == 0.0:
-            raise ConfigError(
-                "train.optimizer.weight_decay cannot change from 0 when resuming a run with "
-                "decay: matrices (its optimizer has no separate decayed group)",
-                hint="start a new run for weight decay",
-            )
-    for group in groups:
-        if "betas" in group:
-            group["betas"] = tuple(opt.betas)
-        if "eps" in group:
-            group["eps"] = opt.eps
-        if "momentum" in group:
-            group["momentum"] = opt.momentum
-        group["initial_lr"] = opt.lr
-        group["lr"] = opt.lr * step_factor
-    for group in decayed:
-        group["weight_decay"] = opt.weight_decay
-    scheduler.base_lrs = [opt.lr for _ in groups]
 
 
 # ---------------------------------------------------------------- the run
@@ -522,7 +392,7 @@ def start_run(
     if resume:
         payload = load_checkpoint(runs.checkpoint_path(run_dir, "last"))
         changes = resume_changes(cfg, payload["config"], run_dir)
-        _check_same_corpus(payload, corpus, run_dir)
+        check_same_corpus(payload, corpus, run_dir)
     rows = dist.rows(tcfg.batch_size)
     check_fits(cfg, corpus.vocab_size, device, rows.stop - rows.start)
     check_compiler(tcfg, device)
@@ -564,23 +434,6 @@ def start_run(
     return run, changes
 
 
-def _check_same_corpus(payload: dict, corpus: Corpus, run_dir: Path) -> None:
-    """Refuse to resume on a corpus that changed under the run's corpus name."""
-    if payload["tokenizer"] != corpus.tokenizer.to_meta():
-        raise CorpusError(
-            f"corpus {corpus.name!r} has another vocabulary than the run {run_dir} was trained on",
-            hint="resume with the corpus the run was started on (data.corpus / data.data_dir)",
-        )
-    stored = (payload.get("corpus") or {}).get("splits")
-    if stored and stored != corpus_identity(corpus)["splits"]:
-        raise CorpusError(
-            f"corpus {corpus.name!r} in {corpus.path.parent} is not the one {run_dir} was trained on "
-            "(its split checksums differ)",
-            hint=f"prepare the original corpus again (`lstmlab prepare {corpus.name} ...`) or point "
-            "--set data.data_dir=DIR at it",
-        )
-
-
 def _restore(run: Run, payload: dict) -> None:
     """Load weights, optimizer, scheduler, counters, carried state and RNG from a checkpoint."""
     cfg, dist = run.cfg, run.dist
@@ -592,7 +445,7 @@ def _restore(run: Run, payload: dict) -> None:
     run.progress = TrainState(**payload["train_state"])
     step = run.progress.step
     factor = lr_factor(step, cfg.train.schedule, run.budget_steps, run.steps_per_epoch)
-    _apply_optimizer_settings(run.optimizer, run.scheduler, cfg.train, factor)
+    apply_optimizer_settings(run.optimizer, run.scheduler, cfg.train, factor)
     saved_batch = payload["hidden"][0][0].shape[0]
     if saved_batch != cfg.train.batch_size:
         raise ConfigError(
@@ -703,7 +556,11 @@ def train_step(run: Run, x: torch.Tensor, y: torch.Tensor) -> StepOutcome:
         scaler.update()
         status = "overflow"
     elif not finite:
-        reason = f"loss became {float(loss.detach())}" if grad_norm is None else "gradients became non-finite"
+        reason = (
+            f"loss became {float(loss.detach())}"
+            if grad_norm is None
+            else "gradients became non-finite"
+        )
         if tcfg.on_nonfinite == "stop":
             raise TrainingError(
                 f"{reason} at step {run.progress.step + 1}; nothing was saved from this step",
@@ -845,7 +702,9 @@ def _claim(run_dir: Path, *, resume: bool, force: bool, cfg: RunConfig, dist: Di
             )
         except LstmlabError as exc:
             error = exc
-    problem = dist.broadcast(None if error is None else (error.message, error.hint, error.exit_code))
+    problem = dist.broadcast(
+        None if error is None else (error.message, error.hint, error.exit_code)
+    )
     if error is not None:
         raise error
     if problem is not None:  # the other ranks stop with rank 0's reason
@@ -866,17 +725,20 @@ def _begin(run: Run, changes: list[str], emit, announce) -> None:
             "(or max_tokens, max_epochs, max_minutes)",
         )
     if run.dist.is_main:
+        remove_stale_temporaries(runs.checkpoint_path(run.run_dir, "last").parent)
         if p.step:
             runs.truncate_metrics(run.run_dir, p.step)
             emit({"kind": "resume", "step": p.step, "changed": changes})
         runs.write_config(run.run_dir, run.cfg.to_dict())
     if run.streams.length < tcfg.bptt:
-        announce({
-            "kind": "warning",
-            "message": f"the train split gives each of the {tcfg.batch_size} streams only "
-            f"{run.streams.length} tokens, fewer than train.bptt {tcfg.bptt}: every window "
-            f"is {run.streams.length} tokens long",
-        })
+        announce(
+            {
+                "kind": "warning",
+                "message": f"the train split gives each of the {tcfg.batch_size} streams only "
+                f"{run.streams.length} tokens, fewer than train.bptt {tcfg.bptt}: every window "
+                f"is {run.streams.length} tokens long",
+            }
+        )
 
 
 def _loop(run: Run, changes: list[str], progress: Progress | None, on_event) -> TrainResult:
@@ -894,9 +756,10 @@ def _loop(run: Run, changes: list[str], progress: Progress | None, on_event) -> 
     _begin(run, changes, emit, announce)
     final_valid, reason, meter = None, None, _Meter()
     run.model.train()
-    with _catch_stop_signals(announce) as stop, bar_progress.task(
-        "train", total=run.budget_steps
-    ) as bar:
+    with (
+        _catch_stop_signals(announce) as stop,
+        bar_progress.task("train", total=run.budget_steps) as bar,
+    ):
         bar.advance(p.step)
         while reason is None:
             # read the next window and take one optimizer step on it
@@ -911,8 +774,10 @@ def _loop(run: Run, changes: list[str], progress: Progress | None, on_event) -> 
             if p.step % tcfg.log_every == 0:
                 record = train_record(run, outcome, y, meter.rate())
                 emit(record)
-                bar.update(info=f"loss {record['loss']:.3f}  bpc {record['bpc']:.3f}  "
-                           f"{record['tokens_per_s']:,.0f} tok/s  lr {record['lr']:.2e}")
+                bar.update(
+                    info=f"loss {record['loss']:.3f}  bpc {record['bpc']:.3f}  "
+                    f"{record['tokens_per_s']:,.0f} tok/s  lr {record['lr']:.2e}"
+                )
             bar.advance(1)
             # stop at a budget; ranks agree (time budgets and signals may differ between them)
             reason = _agreed_stop(run, stop)
@@ -930,9 +795,18 @@ def _loop(run: Run, changes: list[str], progress: Progress | None, on_event) -> 
         final_valid = _validate_and_save(run, None, emit, save_last=False)
     meter.tick(run)
     save(run, "last")
-    emit({"kind": "end", "step": p.step, "tokens": p.tokens_seen, "reason": reason,
-          "elapsed_s": round(p.elapsed_s, 3), "wall_s": round(p.wall_s, 3),
-          "best_valid_bpc": p.best_valid_bpc, "best_step": p.best_step})
+    emit(
+        {
+            "kind": "end",
+            "step": p.step,
+            "tokens": p.tokens_seen,
+            "reason": reason,
+            "elapsed_s": round(p.elapsed_s, 3),
+            "wall_s": round(p.wall_s, 3),
+            "best_valid_bpc": p.best_valid_bpc,
+            "best_step": p.best_step,
+        }
+    )
     return TrainResult(
         run_dir=run.run_dir,
         state=p,
@@ -952,7 +826,11 @@ class _Meter:
 
     def count(self, run: Run, x: torch.Tensor, y: torch.Tensor, seconds: float) -> None:
         p, n = run.progress, y.numel() * run.dist.world_size
-        p.step, p.tokens_seen, p.stream_pos = p.step + 1, p.tokens_seen + n, p.stream_pos + x.shape[1]
+        p.step, p.tokens_seen, p.stream_pos = (
+            p.step + 1,
+            p.tokens_seen + n,
+            p.stream_pos + x.shape[1],
+        )
         p.elapsed_s += seconds
         self.tokens, self.seconds = self.tokens + n, self.seconds + seconds
         self.tick(run)
@@ -1008,124 +886,16 @@ def _interrupt(run: Run, signum: int) -> None:
     )
 
 
-# ---------------------------------------------------------------- recipes -> runs
-
-
-def load_run_config(run_dir: Path, overrides=()) -> RunConfig:
-    """The stored recipe of a run (its config.yaml), with overrides applied, for --resume."""
-    path = Path(run_dir) / "config.yaml"
-    if not path.is_file():
-        raise CheckpointError(
-            f"{run_dir} is not a run folder (no config.yaml)",
-            hint="pass the folder `lstmlab train` created",
-        )
-    return load_recipe(path, overrides)
-
-
-def resume_config(run_dir: Path, recipe: Path | None = None, overrides=()) -> RunConfig:
-    """The recipe a resumed run continues with: its config.yaml (or `recipe`) plus `overrides`.
-
-    A recipe given with --resume must describe the same network.
-    """
-    cfg = load_run_config(run_dir, overrides)
-    if recipe is not None:
-        recipe_cfg = load_recipe(recipe, overrides)
-        check_architecture(recipe_cfg, cfg.to_dict(), Path(run_dir))
-        cfg = recipe_cfg
-    if not runs.checkpoint_path(run_dir, "last").is_file():
-        raise UsageError(
-            f"{run_dir} has no checkpoints/last.pt to resume from",
-            hint="start it again without --resume",
-        )
-    return cfg
-
-
-def recipe_run_names(files: list[Path], cfgs: list[RunConfig]) -> list[str]:
-    """<recipe>-<corpus>, or <folder>-<recipe>-<corpus> where two recipes share a file name."""
-    stems = [p.stem for p in files]
-    names = []
-    for path, cfg in zip(files, cfgs):
-        stem = path.stem if stems.count(path.stem) == 1 else f"{path.parent.name}-{path.stem}"
-        names.append(runs.validate_run_name(cfg.name or f"{stem}-{cfg.data.corpus}"))
-    if len(set(names)) != len(names):
-        raise UsageError(
-            "two recipes would train into the same run folder", hint="give them distinct `name:`s"
-        )
-    return names
-
-
-@dataclass
-class RecipeOutcome:
-    recipe: Path
-    run_dir: Path
-    result: TrainResult | None = None
-    error: str | None = None
-
-
-def plan_recipes(
-    files: list[Path], overrides: list[str], runs_dir: Path, *, force: bool
-) -> list[tuple[Path, RunConfig, Path]]:
-    """Every recipe checked first (recipe, corpus, free folder): (recipe, config, run folder)."""
-    cfgs, problems = [], []
-    for path in files:
-        try:
-            cfgs.append(load_recipe(path, overrides))
-        except ConfigError as exc:
-            problems.append(exc.message)
-    if problems:
-        raise ConfigError("\n".join(problems), hint="fix the recipe(s) or the --set override(s)")
-    targets = [Path(runs_dir) / name for name in recipe_run_names(files, cfgs)]
-    for cfg, target in zip(cfgs, targets):
-        open_run_corpus(cfg)
-        if target.exists() and not force and (not target.is_dir() or any(target.iterdir())):
-            raise UsageError(
-                f"run folder {target} already exists",
-                hint="pick another --runs-dir, or pass --force to replace the runs",
-            )
-    return list(zip(files, cfgs, targets))
-
-
-def train_recipes(
-    plan: list[tuple[Path, RunConfig, Path]],
-    *,
-    force: bool = False,
-    device: torch.device | str = "cpu",
-    progress: Progress | None = None,
-    on_event: Callable[[dict], None] | None = None,
-    on_start: Callable[[RunConfig, Path], None] | None = None,
-) -> list[RecipeOutcome]:
-    """Train each planned recipe in turn; one that fails does not cost the others their run."""
-    outcomes = []
-    for path, cfg, target in plan:
-        if on_start:
-            on_start(cfg, target)
-        try:
-            result = fit(cfg, target, force=force, device=device, progress=progress, on_event=on_event)
-            outcomes.append(RecipeOutcome(path, target, result=result))
-        except (TrainingInterrupted, KeyboardInterrupt):
-            raise
-        except Exception as exc:  # one broken recipe must not cost the others their run
-            message = exc.message if isinstance(exc, LstmlabError) else f"{type(exc).__name__}: {exc}"
-            outcomes.append(RecipeOutcome(path, target, error=message))
-    return outcomes
-
-
 __all__ = [
-    "RecipeOutcome",
     "Run",
     "StepOutcome",
     "TrainResult",
     "TrainState",
     "TrainingInterrupted",
     "fit",
-    "load_run_config",
-    "lr_factor",
-    "plan_recipes",
-    "resume_config",
     "save",
     "start_run",
     "stop_reason",
-    "train_recipes",
     "train_step",
     "validate_run",
 ]

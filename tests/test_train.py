@@ -15,7 +15,8 @@ from lstmlab import runs
 from lstmlab.checkpoint import load_checkpoint
 from lstmlab.config import ScheduleConfig, apply_overrides, validate
 from lstmlab.errors import ConfigError, TrainingError
-from lstmlab.train import TrainingInterrupted, fit, lr_factor
+from lstmlab.optim import lr_factor
+from lstmlab.train import TrainingInterrupted, fit
 
 from support import TINY_RECIPE
 
@@ -188,7 +189,7 @@ def test_linear_schedule_reaches_its_floor_and_stays():
 def test_matrices_decay_spares_biases_norms_and_embedding():
     from lstmlab.config import ModelConfig
     from lstmlab.model import build_model
-    from lstmlab.train import decay_groups
+    from lstmlab.optim import decay_groups
 
     model = build_model(
         ModelConfig.model_validate(
@@ -234,7 +235,11 @@ def _started(tmp_path, *overrides):
 
     cfg = with_absolute_data_dir(_cfg(*overrides))
     run, _ = start_run(
-        cfg, tmp_path / "run", resume=False, device=torch.device("cpu"), dist=SINGLE,
+        cfg,
+        tmp_path / "run",
+        resume=False,
+        device=torch.device("cpu"),
+        dist=SINGLE,
         corpus=open_run_corpus(cfg),
     )
     return run
@@ -252,7 +257,9 @@ def test_train_step_updates_and_reports_the_lr_it_used(tiny_corpus, tmp_path):
     assert any(not torch.equal(a, b) for a, b in zip(before, run.model.parameters()))
 
 
-def test_train_step_skips_a_nonfinite_step_and_restarts_the_state(tiny_corpus, tmp_path, monkeypatch):
+def test_train_step_skips_a_nonfinite_step_and_restarts_the_state(
+    tiny_corpus, tmp_path, monkeypatch
+):
     from lstmlab.train import next_window, train_step
 
     run = _started(tmp_path, "train.on_nonfinite=skip")
@@ -269,7 +276,8 @@ def test_logged_lr_is_the_one_the_step_used(tiny_corpus, tmp_path):
     run = tmp_path / "run"
     fit(_cfg("train.max_steps=8", "train.log_every=1", "train.schedule.warmup_steps=8"), run)
     logged = [
-        r["lr"] for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines())
+        r["lr"]
+        for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines())
         if r["kind"] == "train"
     ]
     assert logged == pytest.approx([0.01 * (s + 1) / 8 for s in range(8)])
@@ -309,15 +317,18 @@ def test_resume_overrides_take_effect_and_are_recorded(tiny_corpus, tmp_path):
     assert stored["lr"] == 0.001 and stored["betas"] == [0.5, 0.9]
     resumed = next(r for r in _records(run) if r["kind"] == "resume")
     assert "train.optimizer.lr" in resumed["changed"] and resumed["step"] == 4
-    assert [r["lr"] for r in _records(run) if r["kind"] == "train" and r["step"] > 4] == pytest.approx(
-        [0.001, 0.001]
-    )
+    assert [
+        r["lr"] for r in _records(run) if r["kind"] == "train" and r["step"] > 4
+    ] == pytest.approx([0.001, 0.001])
 
 
 @pytest.mark.parametrize(
     "override,field",
-    [("seed=1", "seed"), ("train.batch_size=2", "train.batch_size"),
-     ("train.optimizer.name=sgd", "train.optimizer.name")],
+    [
+        ("seed=1", "seed"),
+        ("train.batch_size=2", "train.batch_size"),
+        ("train.optimizer.name=sgd", "train.optimizer.name"),
+    ],
 )
 def test_resume_refuses_fields_that_cannot_change(tiny_corpus, tmp_path, override, field):
     run = tmp_path / "run"

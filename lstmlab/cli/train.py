@@ -71,7 +71,7 @@ def train_cmd(
     Several recipes, or a folder of them, train one after another into --runs-dir
     (one run folder each, named <recipe>-<corpus>) and end with `lstmlab compare`.
     """
-    from lstmlab import train
+    from lstmlab import zoo
 
     overrides = overrides or []
     files = expand_recipes(recipes or [])
@@ -81,7 +81,9 @@ def train_cmd(
             for path in files:
                 _show_resolved(load_recipe(path, overrides))
             return None
-        return _train_many(train.plan_recipes(files, overrides, runs_dir, force=force), force, device)
+        return _train_many(
+            zoo.plan_recipes(files, overrides, runs_dir, force=force), force, device
+        )
     cfg, target = _single_run(files, overrides, run_dir, runs_dir, resume)
     if dry_run:
         return _show_resolved(cfg)
@@ -92,7 +94,7 @@ def train_cmd(
 
 def _single_run(files, overrides, run_dir, runs_dir, resume) -> tuple[RunConfig, Path]:
     """The recipe and run folder of a one-run command (fresh or --resume)."""
-    from lstmlab.train import resume_config
+    from lstmlab.resume import resume_config
 
     recipe = files[0] if files else None
     if resume is not None:
@@ -136,7 +138,10 @@ def _relaunch(cfg, files, overrides, target, resume, force, device, nproc) -> No
             "process takes an equal block of the streams",
             hint=f"use an --nproc that divides {cfg.train.batch_size}, or --set train.batch_size=N",
         )
-    argv = ["train", *(["--resume", str(resume)] if resume else [str(files[0]), "--run-dir", str(target)])]
+    argv = [
+        "train",
+        *(["--resume", str(resume)] if resume else [str(files[0]), "--run-dir", str(target)]),
+    ]
     for text in overrides:
         argv += ["--set", text]
     argv += [*(["--force"] if force else []), "--device", device]
@@ -165,8 +170,16 @@ def _train_one(cfg: RunConfig, target: Path, *, resume: bool, force: bool, devic
             f"[dim]({cfg.model.cell.kind} on {cfg.data.corpus}, {dev}{ranks})[/]"
         )
         try:
-            result = fit(cfg, target, resume=resume, force=force, device=dev,
-                         progress=RichProgress(), on_event=print_event, dist=ctx)
+            result = fit(
+                cfg,
+                target,
+                resume=resume,
+                force=force,
+                device=dev,
+                progress=RichProgress(),
+                on_event=print_event,
+                dist=ctx,
+            )
         except KeyboardInterrupt:  # a second Ctrl-C: stop now; checkpoints are written atomically
             raise fail(second_interrupt(target), exit_code=130) from None
         print_summary(result)
@@ -236,18 +249,29 @@ def _train_many(plan, force: bool, device: str) -> None:
     from lstmlab.cli.compare import print_comparison
     from lstmlab.compare import collect
     from lstmlab.device import resolve_device
-    from lstmlab.train import train_recipes
+    from lstmlab.zoo import train_recipes
 
     def on_start(cfg, target) -> None:
-        console.print(f"[bold]run[/] {escape(str(target))}  [dim]({cfg.model.cell.kind} on {cfg.data.corpus})[/]")
+        console.print(
+            f"[bold]run[/] {escape(str(target))}  [dim]({cfg.model.cell.kind} on {cfg.data.corpus})[/]"
+        )
 
-    outcomes = train_recipes(plan, force=force, device=resolve_device(device),
-                             progress=RichProgress(), on_event=print_event, on_start=on_start)
+    outcomes = train_recipes(
+        plan,
+        force=force,
+        device=resolve_device(device),
+        progress=RichProgress(),
+        on_event=print_event,
+        on_start=on_start,
+    )
     for outcome in outcomes:
         if outcome.result is not None:
             print_summary(outcome.result)
         else:
-            err_console.print(f"[bold red]error:[/] {escape(f'{outcome.recipe}: {outcome.error}')}", soft_wrap=True)
+            err_console.print(
+                f"[bold red]error:[/] {escape(f'{outcome.recipe}: {outcome.error}')}",
+                soft_wrap=True,
+            )
     rows, warnings = collect([o.run_dir for o in outcomes if o.run_dir.is_dir()], allow_mixed=True)
     for warning in warnings:
         err_console.print(f"[yellow]warning:[/] {escape(warning)}", soft_wrap=True)

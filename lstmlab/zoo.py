@@ -1,0 +1,98 @@
+"""Training a list of recipes, one run folder each, for a side-by-side comparison.
+
+`plan_recipes` checks every recipe before any trains (schema, corpus, a free run
+folder, distinct names); `train_recipes` trains them in turn, and one that fails
+does not cost the others their run. `lstmlab train recipes/tiny` and `make zoo`
+use them; `lstmlab.compare.collect` reads the runs back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from lstmlab import runs
+from lstmlab.config import RunConfig, load_recipe
+from lstmlab.errors import ConfigError, LstmlabError, UsageError
+from lstmlab.progress import Progress
+from lstmlab.train import TrainingInterrupted, TrainResult, fit, open_run_corpus
+
+
+def recipe_run_names(files: list[Path], cfgs: list[RunConfig]) -> list[str]:
+    """<recipe>-<corpus>, or <folder>-<recipe>-<corpus> where two recipes share a file name."""
+    stems = [p.stem for p in files]
+    names = []
+    for path, cfg in zip(files, cfgs):
+        stem = path.stem if stems.count(path.stem) == 1 else f"{path.parent.name}-{path.stem}"
+        names.append(runs.validate_run_name(cfg.name or f"{stem}-{cfg.data.corpus}"))
+    if len(set(names)) != len(names):
+        raise UsageError(
+            "two recipes would train into the same run folder", hint="give them distinct `name:`s"
+        )
+    return names
+
+
+@dataclass
+class RecipeOutcome:
+    recipe: Path
+    run_dir: Path
+    result: TrainResult | None = None
+    error: str | None = None
+
+
+def plan_recipes(
+    files: list[Path], overrides: list[str], runs_dir: Path, *, force: bool
+) -> list[tuple[Path, RunConfig, Path]]:
+    """Every recipe checked first (recipe, corpus, free folder): (recipe, config, run folder)."""
+    cfgs, problems = [], []
+    for path in files:
+        try:
+            cfgs.append(load_recipe(path, overrides))
+        except ConfigError as exc:
+            problems.append(exc.message)
+    if problems:
+        raise ConfigError("\n".join(problems), hint="fix the recipe(s) or the --set override(s)")
+    targets = [Path(runs_dir) / name for name in recipe_run_names(files, cfgs)]
+    for cfg, target in zip(cfgs, targets):
+        open_run_corpus(cfg)
+        if target.exists() and not force and (not target.is_dir() or any(target.iterdir())):
+            raise UsageError(
+                f"run folder {target} already exists",
+                hint="pick another --runs-dir, or pass --force to replace the runs",
+            )
+    return list(zip(files, cfgs, targets))
+
+
+def train_recipes(
+    plan: list[tuple[Path, RunConfig, Path]],
+    *,
+    force: bool = False,
+    device: torch.device | str = "cpu",
+    progress: Progress | None = None,
+    on_event: Callable[[dict], None] | None = None,
+    on_start: Callable[[RunConfig, Path], None] | None = None,
+) -> list[RecipeOutcome]:
+    """Train each planned recipe in turn; one that fails does not cost the others their run."""
+    outcomes = []
+    for path, cfg, target in plan:
+        if on_start:
+            on_start(cfg, target)
+        try:
+            result = fit(
+                cfg, target, force=force, device=device, progress=progress, on_event=on_event
+            )
+            outcomes.append(RecipeOutcome(path, target, result=result))
+        except (TrainingInterrupted, KeyboardInterrupt):
+            raise
+        except Exception as exc:  # one broken recipe must not cost the others their run
+            message = (
+                exc.message if isinstance(exc, LstmlabError) else f"{type(exc).__name__}: {exc}"
+            )
+            outcomes.append(RecipeOutcome(path, target, error=message))
+    return outcomes
+
+
+__all__ = ["RecipeOutcome", "plan_recipes", "recipe_run_names", "train_recipes"]
