@@ -189,3 +189,35 @@ def test_altered_checkpoint_and_corpus_are_named(tiny_recipe, tiny_corpus, tmp_p
     train_bin.write_bytes(bytes(data))
     result = runner.invoke(app, ["train", "--resume", str(run), "--set", "train.max_steps=4"])
     assert result.exit_code == 1 and "train.bin" in result.output and "checksum" in result.output
+
+
+def test_one_writer_per_run_folder(tiny_corpus, tmp_path):
+    """Two real processes: the second train/--resume/--force on a live run is refused by name."""
+    run = tmp_path / "runs" / "x"
+    recipe = _recipe(tmp_path, "train.max_steps=100000", "train.checkpoint_every=5")
+    first = _start([recipe, "--run-dir", run], tmp_path)
+    try:
+        _wait_for_training(run, first)
+        while not runs.checkpoint_path(run, "last").is_file():
+            time.sleep(0.05)
+        for args in ([recipe, "--run-dir", run, "--force"], ["--resume", run]):
+            second = _start(args, tmp_path)
+            out, err = second.communicate(timeout=120)
+            assert second.returncode == 1, err
+            assert f"is being trained by pid {first.pid} on host" in err and "Traceback" not in err
+        result = CliRunner().invoke(app, ["compare", str(run), "--format", "csv"])
+        assert ",running," in result.output
+    finally:
+        first.kill()
+        first.wait()
+    assert ",crashed," in CliRunner().invoke(app, ["compare", str(run), "--format", "csv"]).output
+    resumed = _start(["--resume", run, "--set", "train.max_steps=100000"], tmp_path)
+    deadline = time.monotonic() + 120
+    while '"kind": "resume"' not in (run / "metrics.jsonl").read_text():
+        assert time.monotonic() < deadline and resumed.poll() is None, resumed.communicate()
+        time.sleep(0.05)
+    time.sleep(1.0)  # past the start, into the loop's signal handling
+    resumed.send_signal(signal.SIGINT)
+    out, err = resumed.communicate(timeout=60)
+    assert resumed.returncode == 130 and f"pid {first.pid}" in err  # the takeover is said
+    assert ",stopped," in CliRunner().invoke(app, ["compare", str(run), "--format", "csv"]).output
