@@ -86,6 +86,7 @@ def test_signal_saves_last_and_prints_the_resume_command(tiny_corpus, tmp_path, 
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == code, err
     assert f"lstmlab train --resume {run}" in err.replace("\n", "") and "Traceback" not in err
+    assert "stopping after the current step" in err  # the first signal is acknowledged at once
     step = load_checkpoint(runs.checkpoint_path(run, "last"))["train_state"]["step"]
     assert step >= 1
     resumed = _start(["--resume", run, "--set", f"train.max_steps={step + 3}"], tmp_path)
@@ -221,3 +222,30 @@ def test_one_writer_per_run_folder(tiny_corpus, tmp_path):
     out, err = resumed.communicate(timeout=60)
     assert resumed.returncode == 130 and f"pid {first.pid}" in err  # the takeover is said
     assert ",stopped," in CliRunner().invoke(app, ["compare", str(run), "--format", "csv"]).output
+
+
+def test_ctrl_c_while_importing_is_one_line(tmp_path):
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lstmlab", "cells"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(1.0)  # inside the imports (torch alone takes longer)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    if proc.returncode == 0:
+        pytest.skip("the command finished before the signal arrived")
+    assert proc.returncode == 130 and "Traceback" not in err, err
+    assert err.startswith("error: ") and "hint: " in err
+
+
+def test_second_ctrl_c_message_is_true_without_a_checkpoint(tmp_path):
+    from lstmlab.cli.train import second_interrupt
+
+    run = tmp_path / "run"
+    assert "before any checkpoint was saved" in second_interrupt(run).message
+    runs.checkpoint_path(run, "last").parent.mkdir(parents=True)
+    runs.checkpoint_path(run, "last").write_bytes(b"x")
+    assert "checkpoint is intact" in second_interrupt(run).message

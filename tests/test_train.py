@@ -419,3 +419,15 @@ def test_a_signal_during_validation_stops_it_and_saves(tiny_corpus, tmp_path, mo
     assert {"kind": "signal", "signal": "SIGINT"} in events  # said at once
     assert not any(r["kind"] == "valid" for r in _records(run))  # the cut validation is not logged
     assert load_checkpoint(runs.checkpoint_path(run, "last"))["train_state"]["step"] == 4
+
+
+def test_a_diverged_validation_is_reported_not_crashed(tiny_corpus, tmp_path, monkeypatch):
+    import lstmlab.train as train_mod
+    from lstmlab.evaluate import EvalResult
+
+    monkeypatch.setattr(train_mod, "evaluate", lambda *a, **k: EvalResult(1e7, 10, 10))
+    run = tmp_path / "run"
+    result = fit(_cfg("train.max_steps=4"), run)  # bpc ~1.4e6: perplexity 2**bpc overflows
+    valid = [r for r in _records(run) if r["kind"] == "valid"]
+    assert valid and valid[0]["bpc"] > 1e6 and valid[0]["perplexity"] == math.inf
+    assert result.state.step == 4 and runs.checkpoint_path(run, "last").is_file()
