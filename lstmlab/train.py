@@ -108,6 +108,25 @@ def stop_reason(train: TrainConfig, state: TrainState, steps_per_epoch: int) -> 
     return None
 
 
+def budget_fraction(train: TrainConfig, state: TrainState, steps_per_epoch: int) -> float:
+    """How far `state` is through its budget: the largest ratio over the budgets set (1 = stop)."""
+    ratios = [
+        state.step / train.max_steps if train.max_steps else 0.0,
+        state.tokens_seen / train.max_tokens if train.max_tokens else 0.0,
+        state.step / (train.max_epochs * steps_per_epoch) if train.max_epochs else 0.0,
+        state.elapsed_s / (train.max_minutes * 60) if train.max_minutes else 0.0,
+    ]
+    return min(1.0, max(ratios))
+
+
+def clock(seconds: float | None) -> str:
+    """h:mm:ss, or '?' when unknown."""
+    if seconds is None or not math.isfinite(seconds):
+        return "?"
+    s = int(round(seconds))
+    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
+
+
 # ---------------------------------------------------------------- signals
 
 
@@ -754,7 +773,7 @@ def _loop(run: Run, changes: list[str], progress: Progress | None, on_event) -> 
             on_event(record)
 
     _begin(run, changes, emit, announce)
-    final_valid, reason, meter = None, None, _Meter()
+    final_valid, reason, meter = None, None, _Meter(run)
     run.model.train()
     with (
         _catch_stop_signals(announce) as stop,
@@ -771,14 +790,11 @@ def _loop(run: Run, changes: list[str], progress: Progress | None, on_event) -> 
             # count what the step consumed (tokens of every rank) and the time it took
             meter.count(run, x, y, time.perf_counter() - t0)
             # log the global batch's figures
+            bar.advance(1)
             if p.step % tcfg.log_every == 0:
                 record = train_record(run, outcome, y, meter.rate())
                 emit(record)
-                bar.update(
-                    info=f"loss {record['loss']:.3f}  bpc {record['bpc']:.3f}  "
-                    f"{record['tokens_per_s']:,.0f} tok/s  lr {record['lr']:.2e}"
-                )
-            bar.advance(1)
+                bar.update(info=_progress_line(record, meter.eta(run)))
             # stop at a budget; ranks agree (time budgets and signals may differ between them)
             reason = _agreed_stop(run, stop)
             # validate and checkpoint on their cadence
@@ -817,12 +833,29 @@ def _loop(run: Run, changes: list[str], progress: Progress | None, on_event) -> 
     )
 
 
-class _Meter:
-    """Step time and tokens since the last log line; wall time since the last tick."""
+def _progress_line(record: dict, eta: float | None) -> str:
+    return (
+        f"loss {record['loss']:.3f}  bpc {record['bpc']:.3f}  {record['tokens_per_s']:,.0f} tok/s  "
+        f"lr {record['lr']:.2e}  elapsed {clock(record['wall_s'])}  ETA {clock(eta)}"
+    )
 
-    def __init__(self) -> None:
+
+class _Meter:
+    """Step time and tokens since the last log line; wall time since the last tick; the ETA."""
+
+    def __init__(self, run: Run) -> None:
         self.tokens, self.seconds = 0, 0.0
         self.mark = time.perf_counter()
+        self.start_wall = run.progress.wall_s
+        self.start_fraction = budget_fraction(run.cfg.train, run.progress, run.steps_per_epoch)
+
+    def eta(self, run: Run) -> float | None:
+        """Wall seconds to the budget, extrapolated from this session's pace."""
+        done = budget_fraction(run.cfg.train, run.progress, run.steps_per_epoch)
+        if done <= self.start_fraction:
+            return None
+        pace = (run.progress.wall_s - self.start_wall) / (done - self.start_fraction)
+        return pace * (1.0 - done)
 
     def count(self, run: Run, x: torch.Tensor, y: torch.Tensor, seconds: float) -> None:
         p, n = run.progress, y.numel() * run.dist.world_size

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-import sys
+import time
 from collections.abc import Callable
 from contextlib import contextmanager
 
@@ -58,21 +58,30 @@ def handle_errors(fn: Callable) -> Callable:
 
 
 class RichProgress:
-    """`lstmlab.progress.Progress` rendered with a rich progress bar on stderr."""
+    """`lstmlab.progress.Progress` on stderr: a rich bar in a terminal, plain lines otherwise.
+
+    A log file, a batch scheduler or `| tee` gets one line per `update(info=...)`
+    (training calls it at `log_every`) and one line when a task ends, never a bar's
+    control codes.
+    """
 
     def __init__(self, console: Console = err_console) -> None:
         self.console = console
 
     @contextmanager
     def task(self, description: str, total: float | None = None, *, unit: str = ""):
+        if not self.console.is_terminal:
+            task = _PlainTask(self.console, description, total, unit)
+            yield task
+            task.finish()
+            return
         columns = [TextColumn("[bold]{task.description}"), BarColumn()]
         if unit == "bytes":
             columns += [DownloadColumn(), TransferSpeedColumn()]
         else:
             columns += [MofNCompleteColumn(), TextColumn("{task.fields[info]}")]
         columns += [TimeElapsedColumn(), TimeRemainingColumn()]
-        disable = not self.console.is_terminal and "pytest" in sys.modules
-        with Progress(*columns, console=self.console, transient=False, disable=disable) as bar:
+        with Progress(*columns, console=self.console, transient=False) as bar:
             task_id = bar.add_task(description, total=total, info="")
             yield _RichTask(bar, task_id)
 
@@ -90,3 +99,41 @@ class _RichTask:
         if info is not None:
             fields["info"] = info
         self.bar.update(self.task_id, **fields)
+
+
+class _PlainTask:
+    """A progress task written as plain lines: each `info` update, then a closing line."""
+
+    def __init__(self, console: Console, description: str, total, unit: str) -> None:
+        self.console, self.description, self.total, self.unit = console, description, total, unit
+        self.completed = 0.0
+        self.start = time.perf_counter()
+
+    def advance(self, amount: float = 1) -> None:
+        self.completed += amount
+
+    def update(self, **fields) -> None:
+        if "total" in fields:
+            self.total = fields["total"]
+        if "completed" in fields:
+            self.completed = fields["completed"]
+        info = fields.get("info")
+        if info:
+            self.console.print(
+                f"{self.description} {self._count()}  {info}", markup=False, soft_wrap=True
+            )
+
+    def finish(self) -> None:
+        seconds = time.perf_counter() - self.start
+        self.console.print(
+            f"{self.description}: {self._count()} done in {seconds:,.1f} s",
+            markup=False,
+            soft_wrap=True,
+        )
+
+    def _count(self) -> str:
+        if self.unit == "bytes":
+            return f"{self.completed / 2**20:,.1f} MiB"
+        if self.total is None:
+            return f"{self.completed:,.0f}"
+        return f"{self.completed:,.0f}/{self.total:,.0f}"
