@@ -15,7 +15,7 @@ from pathlib import Path
 from lstmlab import runs
 from lstmlab.config import RunConfig, load_recipe
 from lstmlab.corpora.store import Corpus
-from lstmlab.errors import CheckpointError, ConfigError, CorpusError, UsageError
+from lstmlab.errors import ConfigError, CorpusError, UsageError
 
 # Fields a resumed run cannot change: they shape the network, the optimizer's state or
 # the data stream. Every other field takes effect from the next step.
@@ -84,9 +84,9 @@ def load_run_config(run_dir: Path, overrides=()) -> RunConfig:
     """The stored recipe of a run (its config.yaml), with overrides applied, for --resume."""
     path = Path(run_dir) / "config.yaml"
     if not path.is_file():
-        raise CheckpointError(
+        raise UsageError(
             f"{run_dir} is not a run folder (no config.yaml)",
-            hint="pass the folder `lstmlab train` created",
+            hint="pass the folder `lstmlab train` created, e.g. --resume runs/NAME",
         )
     return load_recipe(path, overrides)
 
