@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from lstmlab import runs
-from lstmlab.config import RunConfig, load_recipe
+from lstmlab.config import RunConfig, load_recipe, validate
 from lstmlab.errors import ConfigError, LstmlabError, UsageError
 from lstmlab.progress import Progress
 from lstmlab.train import TrainingInterrupted, TrainResult, fit, open_run_corpus
@@ -43,10 +43,36 @@ class RecipeOutcome:
     error: str | None = None
 
 
+def parse_seeds(text: str) -> list[int]:
+    """'0,1,2' or '0-4' -> distinct seeds in order (UsageError otherwise)."""
+    seeds: list[int] = []
+    try:
+        for part in text.split(","):
+            first, sep, last = part.strip().partition("-")
+            span = range(int(first), int(last) + 1) if sep else [int(first)]
+            seeds += [s for s in span if s not in seeds]
+    except ValueError:
+        seeds = []
+    if not seeds or any(not 0 <= s < 2**63 for s in seeds):
+        raise UsageError(
+            f"--seeds {text!r} is not a list of seeds", hint="e.g. --seeds 0,1,2 or --seeds 0-4"
+        )
+    return seeds
+
+
 def plan_recipes(
-    files: list[Path], overrides: list[str], runs_dir: Path, *, force: bool
+    files: list[Path],
+    overrides: list[str],
+    runs_dir: Path,
+    *,
+    force: bool,
+    seeds: list[int] | None = None,
 ) -> list[tuple[Path, RunConfig, Path]]:
-    """Every recipe checked first (recipe, corpus, free folder): (recipe, config, run folder)."""
+    """Every recipe checked first (recipe, corpus, free folder): (recipe, config, run folder).
+
+    With `seeds`, each recipe trains once per seed into `<name>-s<seed>`; runs that
+    differ only in their seed form one group in `lstmlab compare`.
+    """
     cfgs, problems = [], []
     for path in files:
         try:
@@ -55,7 +81,12 @@ def plan_recipes(
             problems.append(exc.message)
     if problems:
         raise ConfigError("\n".join(problems), hint="fix the recipe(s) or the --set override(s)")
-    targets = [Path(runs_dir) / name for name in recipe_run_names(files, cfgs)]
+    names = recipe_run_names(files, cfgs)
+    if seeds:
+        files = [path for path in files for _ in seeds]
+        names = [f"{name}-s{seed}" for name in names for seed in seeds]
+        cfgs = [_with_seed(cfg, seed) for cfg in cfgs for seed in seeds]
+    targets = [Path(runs_dir) / name for name in names]
     for cfg, target in zip(cfgs, targets):
         open_run_corpus(cfg)
         if target.exists() and not force and (not target.is_dir() or any(target.iterdir())):
@@ -64,6 +95,12 @@ def plan_recipes(
                 hint="pick another --runs-dir, or pass --force to replace the runs",
             )
     return list(zip(files, cfgs, targets))
+
+
+def _with_seed(cfg: RunConfig, seed: int) -> RunConfig:
+    data = cfg.to_dict()
+    data["seed"] = seed
+    return validate(data)
 
 
 def train_recipes(
@@ -95,4 +132,4 @@ def train_recipes(
     return outcomes
 
 
-__all__ = ["RecipeOutcome", "plan_recipes", "recipe_run_names", "train_recipes"]
+__all__ = ["RecipeOutcome", "parse_seeds", "plan_recipes", "recipe_run_names", "train_recipes"]

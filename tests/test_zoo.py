@@ -55,3 +55,17 @@ def test_one_failing_recipe_does_not_cost_the_others(tiny_corpus, tmp_path, monk
     first, second = train_recipes(plan)
     assert first.result is None and "RuntimeError: boom" in first.error
     assert second.error is None and second.result.state.step == 2
+
+
+def test_seeds_plan_one_run_per_seed(tiny_corpus, tmp_path):
+    from lstmlab.zoo import parse_seeds
+
+    assert parse_seeds("0,1,2") == [0, 1, 2] and parse_seeds("3-5,1") == [3, 4, 5, 1]
+    for bad in ("", "a", "1-x", "-1", str(2**64)):
+        with pytest.raises(UsageError):
+            parse_seeds(bad)
+    plan = plan_recipes([_write(tmp_path, "a")], [], tmp_path / "runs", force=False, seeds=[0, 7])
+    assert [(cfg.seed, target.name) for _, cfg, target in plan] == [
+        (0, "a-tiny-s0"),
+        (7, "a-tiny-s7"),
+    ]

@@ -57,6 +57,14 @@ def train_cmd(
         bool,
         typer.Option("--dry-run", help="Validate and print the resolved recipe(s); train nothing."),
     ] = False,
+    seeds: Annotated[
+        str | None,
+        typer.Option(
+            metavar="SEEDS",
+            help="Train one run per seed (e.g. 0,1,2 or 0-4) into --runs-dir as <name>-s<seed>.",
+            show_default=False,
+        ),
+    ] = None,
     nproc: Annotated[
         int,
         typer.Option(
@@ -75,15 +83,15 @@ def train_cmd(
 
     overrides = overrides or []
     files = expand_recipes(recipes or [])
-    if len(files) > 1 or any(p.is_dir() for p in recipes or []):
+    if seeds is not None or len(files) > 1 or any(p.is_dir() for p in recipes or []):
         _check_many(resume, run_dir, nproc)
         if dry_run:
             for path in files:
                 _show_resolved(load_recipe(path, overrides))
             return None
-        return _train_many(
-            zoo.plan_recipes(files, overrides, runs_dir, force=force), force, device
-        )
+        seed_list = zoo.parse_seeds(seeds) if seeds is not None else None
+        plan = zoo.plan_recipes(files, overrides, runs_dir, force=force, seeds=seed_list)
+        return _train_many(plan, force, device)
     cfg, target = _single_run(files, overrides, run_dir, runs_dir, resume)
     if dry_run:
         return _show_resolved(cfg)
@@ -118,11 +126,14 @@ def _single_run(files, overrides, run_dir, runs_dir, resume) -> tuple[RunConfig,
 def _check_many(resume, run_dir, nproc) -> None:
     if resume is not None or run_dir is not None:
         raise UsageError(
-            "--resume and --run-dir take one run; several recipes each get a folder in --runs-dir"
+            "--resume and --run-dir take one run; several recipes or --seeds each get a "
+            "folder in --runs-dir",
+            hint="drop --run-dir (use --runs-dir DIR), or resume the runs one by one",
         )
     if nproc > 1:
         raise UsageError(
-            "--nproc trains one recipe at a time", hint="run the recipes one by one with --nproc"
+            "--nproc trains one run at a time",
+            hint="run the recipes (or seeds) one by one with --nproc",
         )
 
 
