@@ -294,10 +294,10 @@ class RunLock:
 
     `warnings` are one-line notes for the user (a crashed holder's lock taken
     over); the library never prints them. Use as a context manager: on a clean
-    exit the lock is released; on an error before any checkpoint of a fresh
-    start the start is undone (`abandon`); on Ctrl-C (KeyboardInterrupt, or an
-    error with a `signum`) it is released; on any other error it stays, marked
-    failed, so `compare` shows the run as crashed and the next claim takes it over.
+    exit or Ctrl-C (KeyboardInterrupt, or an error with a `signum`) the lock is
+    released; on any other error it stays, marked failed (`mark_failed`), so
+    `compare` shows the run as crashed and the next claim takes it over. To undo
+    a start that failed before training, call `abandon` instead.
     """
 
     run_dir: Path
@@ -356,11 +356,11 @@ class RunLock:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> bool:
-        if exc_type is None:
-            self.release()
-        elif self.fresh and not has_checkpoint(self.run_dir):
-            self.abandon()
-        elif issubclass(exc_type, KeyboardInterrupt) or getattr(exc, "signum", None):
+        if (
+            exc_type is None
+            or issubclass(exc_type, KeyboardInterrupt)
+            or getattr(exc, "signum", None)
+        ):
             self.release()
         else:
             self.mark_failed(f"{exc_type.__name__}: {exc}")
@@ -380,7 +380,7 @@ def foreign_entries(run_dir: Path | str) -> list[str]:
     found = []
     for entry in run_dir.iterdir():
         name = entry.name
-        if name == LOCK or (name.startswith(f"{LOCK}.") and name.endswith(".tmp")):
+        if _is_lock_file(name):
             continue
         if name == CHECKPOINTS and entry.is_dir() and not entry.is_symlink():
             for ckpt in entry.iterdir():
@@ -398,6 +398,25 @@ def foreign_entries(run_dir: Path | str) -> list[str]:
     return sorted(found)
 
 
+def _is_lock_file(name: str) -> bool:
+    return name == LOCK or (name.startswith(f"{LOCK}.") and name.endswith(".tmp"))
+
+
+def never_started(run_dir: Path | str) -> bool:
+    """A run folder whose start failed before its first step: no checkpoint, metric or eval.
+
+    Nothing in it is worth keeping, so a fresh start may reuse it without --force
+    (a start killed before its first step must not block the retry).
+    """
+    run_dir = Path(run_dir)
+    metrics = run_dir / "metrics.jsonl"
+    return (
+        not has_checkpoint(run_dir)
+        and not (run_dir / "eval.json").exists()
+        and (not metrics.exists() or (metrics.is_file() and not read_metrics(run_dir)))
+    )
+
+
 def has_checkpoint(run_dir: Path | str) -> bool:
     """Whether any checkpoint (*.pt) was written into the run folder."""
     folder = Path(run_dir) / CHECKPOINTS
@@ -409,7 +428,7 @@ def remove_run_entries(run_dir: Path | str) -> None:
     run_dir = Path(run_dir)
     foreign = set(foreign_entries(run_dir))
     for entry in run_dir.iterdir():
-        if entry.name in foreign or entry.name == LOCK or entry.name.startswith(f"{LOCK}."):
+        if entry.name in foreign or _is_lock_file(entry.name):
             continue
         if entry.name == CHECKPOINTS:
             for ckpt in entry.iterdir():
@@ -493,8 +512,9 @@ def claim_run_dir(
     """Make `run_dir` this process's run folder and return its held lock (the one way to start training).
 
     Resume: `run_dir` must be a run with checkpoints/last.pt. Fresh start: it must
-    not exist, or be empty, or (only with `force`) be an lstmlab run folder holding
-    nothing but run files, whose entries are then deleted after the lock is taken.
+    not exist, or be empty, or be an lstmlab run folder holding nothing but run
+    files that never started (`never_started`) or, only with `force`, any such run
+    folder; the old run's entries are deleted after the lock is taken.
     Refused whatever the flags: the working directory and its parents, the data
     root and anything in it, a folder that is not a run, a bad name. A run locked
     by a live process raises RunBusyError. `command` is recorded in the lock.
@@ -517,25 +537,30 @@ def claim_run_dir(
             f"--run-dir {run_dir} exists and is not a folder",
             hint="name a new folder for the run, e.g. --run-dir runs/NAME",
         )
-    replace = False
+    replace = unstarted = False
     if not created:
         holder = lock_holder(run_dir)
         if holder is not None:
             raise _busy(run_dir, holder)
-        if any(p.name != LOCK for p in run_dir.iterdir()):
+        if any(not _is_lock_file(p.name) for p in run_dir.iterdir()):
             if not is_run_dir(run_dir):
                 raise UsageError(
                     f"--run-dir {run_dir} exists and is not an lstmlab run folder; it is never replaced",
                     hint="name a new folder for the run, e.g. --run-dir runs/NAME",
                 )
-            if not force:
+            _refuse_foreign(run_dir)
+            unstarted = never_started(run_dir)
+            if not force and not unstarted:
+                resume_hint = (
+                    f"resume it with `lstmlab train --resume {run_dir}`, "
+                    if checkpoint_path(run_dir, "last").is_file()
+                    else ""
+                )
                 raise UsageError(
                     f"run folder {run_dir} already exists",
-                    hint=f"resume it with `lstmlab train --resume {run_dir}`, pick another --run-dir, "
-                    "or pass --force to replace it",
+                    hint=f"{resume_hint}pick another --run-dir, or pass --force to replace it",
                 )
             replace = True
-            _refuse_foreign(run_dir)
     try:
         lock = _acquire(run_dir, command)
     except BaseException:
@@ -547,10 +572,18 @@ def claim_run_dir(
     if replace:
         try:
             _refuse_foreign(run_dir)  # again under the lock: nothing was added meanwhile
+            if not force and not never_started(run_dir):
+                raise UsageError(
+                    f"run folder {run_dir} already exists", hint="pass --force to replace it"
+                )
         except BaseException:
             lock.release()
             raise
         remove_run_entries(run_dir)
+        if unstarted and not force:
+            lock.warnings.append(
+                f"reused {run_dir}: its earlier start never reached a first step or checkpoint"
+            )
     (run_dir / CHECKPOINTS).mkdir(exist_ok=True)
     return lock
 

@@ -372,16 +372,27 @@ def test_abandon_removes_the_folders_it_created(tmp_path):
     claim_run_dir(run, force=False, resume=False, data_root=None).release()  # the retry works
 
 
-def test_failing_start_undoes_itself_and_the_retry_works(tmp_path):
+def test_failed_start_leaves_a_crashed_run_that_the_retry_reuses(tmp_path):
     run = tmp_path / "r"
     with pytest.raises(ValueError), claim_run_dir(run, force=False, resume=False):
         (run / "config.yaml").write_text("seed: 0\n")
-        raise ValueError("corpus missing")
-    assert not run.exists()
+        (run / "metrics.jsonl").write_text("")
+        raise ValueError("loss became nan")
+    assert runs.never_started(run) and runs.lock_holder(run) is None and runs.has_lock(run)
+    lock = claim_run_dir(run, force=False, resume=False)  # no --force needed: nothing to lose
+    assert lock.warnings == [
+        f"took over the lock of pid {os.getpid()}, whose training had failed (ValueError: loss became nan)",
+        f"reused {run}: its earlier start never reached a first step or checkpoint",
+    ]
+    assert sorted(p.name for p in run.iterdir()) == [runs.LOCK, "checkpoints"]
+    lock.release()
+
+
+def test_abandon_in_a_folder_that_existed_removes_only_what_it_wrote(tmp_path):
     (tmp_path / "empty").mkdir()
-    with pytest.raises(ValueError), claim_run_dir(tmp_path / "empty", force=False, resume=False):
-        (tmp_path / "empty" / "config.yaml").write_text("seed: 0\n")
-        raise ValueError("corpus missing")
+    lock = claim_run_dir(tmp_path / "empty", force=False, resume=False)
+    (tmp_path / "empty" / "config.yaml").write_text("seed: 0\n")
+    lock.abandon()
     assert list((tmp_path / "empty").iterdir()) == []  # the folder was there before: it stays
 
 
@@ -398,13 +409,28 @@ def test_abandon_keeps_a_run_with_a_checkpoint_and_user_files(tmp_path):
     assert (other / "notes.txt").read_text() == "mine"
 
 
-def test_a_start_killed_before_its_first_step_does_not_block_the_retry(tmp_path):
+@pytest.mark.parametrize("wrote", [(), ("config.yaml", "checkpoints/")])
+def test_a_start_killed_before_its_first_step_does_not_block_the_retry(tmp_path, wrote):
     run = tmp_path / "r"
     run.mkdir()
     write_lock(run, dead_pid())  # all a SIGKILLed start left behind
+    for entry in wrote:
+        (run / entry).mkdir() if entry.endswith("/") else (run / entry).write_text("seed: 0\n")
     lock = claim_run_dir(run, force=False, resume=False, data_root=None)
-    assert len(lock.warnings) == 1 and "no longer running" in lock.warnings[0]
+    assert "no longer running" in lock.warnings[0] and len(lock.warnings) == 1 + bool(wrote)
+    assert sorted(p.name for p in run.iterdir()) == [runs.LOCK, "checkpoints"]
     lock.release()
+
+
+def test_a_started_run_is_not_reused_without_force(tmp_path):
+    run = tmp_path / "r"
+    run.mkdir()
+    (run / "config.yaml").write_text("seed: 0\n")
+    (run / "metrics.jsonl").write_text('{"kind": "train", "step": 1}\n')
+    with pytest.raises(UsageError, match="already exists") as info:
+        claim_run_dir(run, force=False, resume=False)
+    assert "--resume" not in info.value.hint  # no last.pt: resuming is not offered
+    assert (run / "metrics.jsonl").read_text().startswith('{"kind"')
 
 
 def test_prepare_run_dir_follows_the_same_rules(tmp_path):
