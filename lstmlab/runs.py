@@ -34,7 +34,7 @@ from lstmlab.errors import CheckpointError, LstmlabError, UsageError
 
 try:
     import fcntl
-except ImportError:  # not on Windows: the takeover guard is then best effort
+except ImportError:  # Windows has no fcntl: the takeover guard is then best effort
     fcntl = None
 
 CHECKPOINTS = "checkpoints"
@@ -44,6 +44,9 @@ RUN_FILES = frozenset({"config.yaml", "metrics.jsonl", "eval.json", "running.jso
 STALE_S = 15 * 60  # a lock from another host whose run wrote nothing for this long is stale
 PID_REUSE_SLACK_S = 30.0  # a process started this long after its lock was written is another one
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+# what training writes into checkpoints/: last.pt, best.pt, step-N.pt and save_checkpoint's
+# temporaries (.last.pt.<random>.tmp); a user's own *.pt there is not ours to delete
+_CHECKPOINT_FILE = re.compile(r"(last|best|step-\d+)\.pt|\.(last|best|step-\d+)\.pt\.[^/]+\.tmp")
 
 
 class RunBusyError(LstmlabError):
@@ -384,9 +387,7 @@ def foreign_entries(run_dir: Path | str) -> list[str]:
             continue
         if name == CHECKPOINTS and entry.is_dir() and not entry.is_symlink():
             for ckpt in entry.iterdir():
-                ours = ckpt.name.endswith(".pt") or (
-                    ckpt.name.startswith(".") and ".pt." in ckpt.name and ckpt.name.endswith(".tmp")
-                )
+                ours = _CHECKPOINT_FILE.fullmatch(ckpt.name) is not None
                 if not ours or ckpt.is_symlink() or not ckpt.is_file():
                     found.append(f"{CHECKPOINTS}/{ckpt.name}")
         elif (name in RUN_FILES or _is_temp_of(name, RUN_FILES)) and (
@@ -450,19 +451,19 @@ def _check_fresh_place(run_dir: Path, data_root: Path | None) -> None:
     cwd = Path.cwd().resolve()
     if _inside(cwd, target):
         raise UsageError(
-            f"--run-dir {run_dir} is the working directory or one of its parents; it cannot be a run folder",
+            f"{run_dir} is the working directory or one of its parents; it cannot be a run folder",
             hint="name a new folder for the run, e.g. --run-dir runs/NAME",
         )
     if data_root is not None:
         root = Path(data_root).resolve()
         if _inside(target, root):
             raise UsageError(
-                f"--run-dir {run_dir} is inside the data root {data_root}; runs and corpora stay apart",
+                f"run folder {run_dir} is inside the data root {data_root}; runs and corpora stay apart",
                 hint="name a folder outside it, e.g. --run-dir runs/NAME",
             )
         if target in root.parents:
             raise UsageError(
-                f"--run-dir {run_dir} holds the data root {data_root}; it cannot be a run folder",
+                f"{run_dir} holds the data root {data_root}; it cannot be a run folder",
                 hint="name a new folder for the run, e.g. --run-dir runs/NAME",
             )
     validate_run_name(run_dir.name)
@@ -528,24 +529,24 @@ def claim_run_dir(
     _check_fresh_place(run_dir, None if data_root is None else Path(data_root))
     if run_dir.is_symlink() and not run_dir.exists():
         raise UsageError(
-            f"--run-dir {run_dir} is a symbolic link to nothing",
+            f"run folder {run_dir} is a symbolic link to nothing",
             hint="remove the link, or name another folder",
         )
     created = [] if os.path.lexists(run_dir) else _make_dirs(run_dir)
     if not run_dir.is_dir():
         raise UsageError(
-            f"--run-dir {run_dir} exists and is not a folder",
+            f"run folder {run_dir} exists and is not a folder",
             hint="name a new folder for the run, e.g. --run-dir runs/NAME",
         )
     replace = unstarted = False
-    if not created:
+    if run_dir not in created:  # it was there before (or another process just made it)
         holder = lock_holder(run_dir)
         if holder is not None:
             raise _busy(run_dir, holder)
         if any(not _is_lock_file(p.name) for p in run_dir.iterdir()):
             if not is_run_dir(run_dir):
                 raise UsageError(
-                    f"--run-dir {run_dir} exists and is not an lstmlab run folder; it is never replaced",
+                    f"run folder {run_dir} exists and is not an lstmlab run folder; it is never replaced",
                     hint="name a new folder for the run, e.g. --run-dir runs/NAME",
                 )
             _refuse_foreign(run_dir)

@@ -170,7 +170,10 @@ def test_forced_replace_keeps_nothing_of_the_old_run(tmp_path):
         assert lock.fresh and lock.created == ()
 
 
-@pytest.mark.parametrize("foreign", ["notes.txt", "checkpoints/mine.txt", "plots/", "config.yaml/"])
+@pytest.mark.parametrize(
+    "foreign",
+    ["notes.txt", "checkpoints/mine.txt", "checkpoints/pretrained.pt", "plots/", "config.yaml/"],
+)
 def test_forced_replace_refuses_a_run_holding_a_user_file(tmp_path, foreign):
     run = old_run(tmp_path / "r")
     if foreign == "config.yaml/":
