@@ -122,8 +122,7 @@ def prepare_cmd(
     - hf NAME: a `datasets` text dataset (Hub id, data folder or save_to_disk folder);
       --config, --text-field, --split-map; missing valid/test are cut from train by --fractions.
 
-    An existing DATA_DIR/NAME is replaced only if it is an lstmlab corpus and --force is given;
-    nothing else (your own folder or files) is ever replaced or deleted.
+    An existing DATA_DIR/NAME is replaced only if it is an lstmlab corpus and --force is given; nothing else is ever replaced or deleted.
 
     Any of them with --tokenizer sentencepiece --vocab-size N [--model-type unigram|bpe]:
     subword ids from a model trained on the train split; bpc stays per character.
