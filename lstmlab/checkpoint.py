@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 
 from lstmlab.errors import CheckpointError
+from lstmlab.runs import current_umask
 
 FORMAT_VERSION = 1
 
@@ -58,6 +59,10 @@ def _feed(digest, obj) -> None:
 
 
 def save_checkpoint(path: Path, payload: dict) -> Path:
+    """Write `payload` (plus format version, torch version and its sha256) to `path` atomically.
+
+    The file gets the mode any new file gets under the umask (0o644 under 022).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {"format_version": FORMAT_VERSION, "torch_version": str(torch.__version__), **payload}
@@ -68,6 +73,8 @@ def save_checkpoint(path: Path, payload: dict) -> Path:
             torch.save(payload, f)
             f.flush()
             os.fsync(f.fileno())
+        # mkstemp makes the file owner-only; checkpoints are shared like corpora (umask decides)
+        os.chmod(tmp, 0o666 & ~current_umask())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -6,10 +6,13 @@ curve (valid bpc against tokens seen and training seconds), tokens seen,
 training time and the best validation; the checkpoint's `num_parameters` is
 read through a memory map; `eval.json` gives the test bpc.
 
-A run's state: `finished` (an `end` record), `running` (the training process
-named in `running.json` is alive, or on another host the run wrote in the last
-15 minutes), `crashed` (the marker outlived its process), `stopped` (no `end`
-and no marker: Ctrl-C / SIGTERM after saving, resumable).
+A run's state comes from its lock (`runs.py`): `running` while the lock's
+process is live (on this host: its pid runs and is not this process; on
+another host: the run wrote within STALE_S), `finished` when the last session
+ended with an `end` record, `crashed` when a lock outlived its process (or
+was marked failed, or is torn), `stopped` when there is neither lock nor `end`
+(Ctrl-C / SIGTERM after saving, resumable). A resume drops the old `end`, so a
+resumed run reads running while it trains and crashed after a kill.
 
 Figures: bpc = nats / (ln 2 x characters); per-character perplexity = 2^bpc;
 train tokens/s = tokens seen / seconds spent in training steps (validation
@@ -36,7 +39,8 @@ from lstmlab import runs
 from lstmlab.errors import LstmlabError, UsageError
 
 FORMATS = ("table", "markdown", "csv", "json")
-STALE_S = 15 * 60  # a run on another host that wrote nothing for this long counts as crashed
+STALE_S = runs.STALE_S  # a run on another host that wrote nothing for this long counts as crashed
+is_run_dir = runs.is_run_dir
 
 
 @dataclass
@@ -106,10 +110,6 @@ def budget_text(train: dict) -> str:
 # ---------------------------------------------------------------- reading runs
 
 
-def is_run_dir(path: Path) -> bool:
-    return path.is_dir() and ((path / "config.yaml").is_file() or (path / "metrics.jsonl").exists())
-
-
 def find_runs(paths: Iterable[Path]) -> list[Path]:
     """Run folders named directly, and every run folder inside a parent folder (sorted)."""
     found: list[Path] = []
@@ -123,41 +123,28 @@ def find_runs(paths: Iterable[Path]) -> list[Path]:
         if not children:
             raise UsageError(
                 f"{path} is neither a run folder nor a folder of runs",
-                hint="a run folder holds config.yaml and metrics.jsonl (written by `lstmlab train`)",
+                hint="a run folder holds config.yaml, metrics.jsonl or checkpoints/ (written by `lstmlab train`)",
             )
         found.extend(children)
     return list(dict.fromkeys(found))
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    except (OSError, OverflowError):
-        return False
-    return True
+def _pid_alive(pid: int, started: float | None = None) -> bool:
+    return runs.pid_alive(pid, started)
 
 
 def run_state(run_dir: Path, records: Sequence[dict]) -> str:
+    """running, finished, crashed or stopped (see the module docstring), from the lock and `records`."""
+    holder = runs.lock_holder(run_dir)
+    # the process reading the run is not training it (it reads after `fit` returned or raised)
+    if holder is not None and (holder["host"], holder["pid"]) != (
+        socket.gethostname(),
+        os.getpid(),
+    ):
+        return "running"
     if any(r.get("kind") == "end" for r in records):
         return "finished"
-    marker = run_dir / runs.RUNNING
-    if not marker.is_file():
-        return "stopped"
-    try:
-        info = json.loads(marker.read_text(encoding="utf-8"))
-        pid, host = int(info["pid"]), str(info["host"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return "crashed"
-    if host == socket.gethostname():
-        # This very process can only read the run after `fit` returned or raised.
-        return "running" if pid != os.getpid() and _pid_alive(pid) else "crashed"
-    metrics = run_dir / "metrics.jsonl"
-    last_write = max(p.stat().st_mtime for p in (marker, metrics) if p.exists())
-    return "running" if time.time() - last_write < STALE_S else "crashed"
+    return "crashed" if runs.has_lock(run_dir) else "stopped"
 
 
 def _read_num_parameters(run_dir: Path) -> int | None:

@@ -6,15 +6,19 @@ import csv
 import io
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from fake_runs import make_run, standard_runs
 
-from lstmlab import compare
+from lstmlab import compare, runs
 from lstmlab.errors import UsageError
+
+from support import REPO
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -45,33 +49,90 @@ def _dead_pid() -> int:
     return proc.pid
 
 
-def test_states_tell_running_from_crashed_and_stopped(tmp_path):
+def _lock(run, pid, host=None, **extra):
+    record = {"pid": pid, "host": host or socket.gethostname(), "started": time.time(), **extra}
+    (run / runs.LOCK).write_text(json.dumps(record))
+    return run
+
+
+def test_states_come_from_the_lock(tmp_path):
     points = [(10, 1000, 1.0, 3.0)]
+
+    def run(name, end=False):
+        return make_run(tmp_path, name, valid=points, end=end)
+
     cases = {
-        "running": make_run(tmp_path, "running", valid=points, end=False, marker_pid=os.getppid()),
-        "crashed": make_run(tmp_path, "crashed", valid=points, end=False, marker_pid=_dead_pid()),
-        "stopped": make_run(tmp_path, "stopped", valid=points, end=False),
-        "remote": make_run(
-            tmp_path, "remote", valid=points, end=False, marker_pid=1, marker_host="elsewhere"
-        ),
-        "stale": make_run(
-            tmp_path, "stale", valid=points, end=False, marker_pid=1, marker_host="elsewhere"
-        ),
+        "running": _lock(run("running"), os.getppid()),
+        "crashed": _lock(run("crashed"), _dead_pid()),
+        "stopped": run("stopped"),
+        "finished": run("finished", end=True),
+        "remote": _lock(run("remote"), 1, host="elsewhere"),
+        "stale": _lock(run("stale"), 1, host="elsewhere"),
         # the process reading the run cannot be training it at the same time
-        "self": make_run(tmp_path, "self", valid=points, end=False, marker_pid=os.getpid()),
+        "self": _lock(run("self"), os.getpid()),
+        "failed": _lock(run("failed"), os.getppid(), failed="TrainingError: loss is nan"),
+        "torn": run("torn"),
+        # a pid that now names a process started after the lock was written
+        "reused": _lock(run("reused"), os.getppid(), started=0.0),
+        # an old marker of an earlier lstmlab means nothing now
+        "legacy": run("legacy"),
     }
+    (cases["torn"] / runs.LOCK).write_text("{")
+    (cases["legacy"] / "running.json").write_text(json.dumps({"pid": os.getppid()}))
     old = time.time() - compare.STALE_S - 60
-    for name in ("running.json", "metrics.jsonl"):
+    for name in (runs.LOCK, "metrics.jsonl"):
         os.utime(cases["stale"] / name, (old, old))
     states = {name: compare.read_run(run).state for name, run in cases.items()}
-    assert states == {
+    expected = {
         "running": "running",
         "crashed": "crashed",
         "stopped": "stopped",
+        "finished": "finished",
         "remote": "running",
         "stale": "crashed",
         "self": "crashed",
+        "failed": "crashed",
+        "torn": "crashed",
+        "reused": "crashed" if Path("/proc/self/stat").exists() else "running",
+        "legacy": "stopped",
     }
+    assert states == expected
+
+
+HOLDER = """
+import sys, time
+from lstmlab.runs import claim_run_dir
+lock = claim_run_dir(sys.argv[1], force=False, resume=True, data_root=None)
+print("claimed", flush=True)
+time.sleep(120)
+"""
+
+
+def test_resumed_run_is_running_then_crashed_after_a_kill_never_finished(tmp_path):
+    """Two real processes: a finished run resumed by another process, then killed."""
+    run = make_run(tmp_path, "r", valid=[(10, 1000, 1.0, 3.0)], end=True)
+    (run / "checkpoints" / "last.pt").write_bytes(b"ckpt")
+    assert compare.read_run(run).state == "finished"
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(run)], stdout=subprocess.PIPE, text=True, env=env
+    )
+    try:
+        assert proc.stdout.readline().startswith("claimed")
+        runs.truncate_metrics(run, 10)  # what a resume does first: the old `end` goes
+        assert compare.read_run(run).state == "running"
+    finally:
+        proc.kill()
+        proc.wait()
+    assert compare.read_run(run).state == "crashed"
+    lock = runs.claim_run_dir(run, force=False, resume=True, data_root=None)
+    assert compare.read_run(run).state == "crashed"  # held by the reader itself
+    runs.append_metrics(run, {"kind": "end", "step": 10})
+    lock.release()
+    assert compare.read_run(run).state == "finished"
 
 
 def test_folder_means_every_run_sorted_by_valid_bpc(tmp_path):

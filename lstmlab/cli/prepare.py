@@ -56,6 +56,13 @@ def prepare_cmd(
             help="Folder name under the data dir; default: the corpus kind.", metavar="NAME"
         ),
     ] = None,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="Replace an existing lstmlab corpus of that name (any other folder is never replaced).",
+        ),
+    ] = False,
     fractions: Annotated[
         str | None,
         typer.Option(
@@ -115,6 +122,8 @@ def prepare_cmd(
     - hf NAME: a `datasets` text dataset (Hub id, data folder or save_to_disk folder);
       --config, --text-field, --split-map; missing valid/test are cut from train by --fractions.
 
+    An existing DATA_DIR/NAME is replaced only if it is an lstmlab corpus and --force is given; nothing else is ever replaced or deleted.
+
     Any of them with --tokenizer sentencepiece --vocab-size N [--model-type unigram|bpe]:
     subword ids from a model trained on the train split; bpc stays per character.
     """
@@ -135,6 +144,7 @@ def prepare_cmd(
         source=source,
         inputs=tuple(inputs or ()),
         name=name,
+        force=force,
         options=options,
         progress=RichProgress(),
     )

@@ -24,7 +24,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
-from lstmlab.corpora import builtin, enwik8, hf, ptb, text
+from lstmlab.corpora import builtin, enwik8, hf, ptb, store, text
 from lstmlab.corpora.store import Corpus
 from lstmlab.errors import UsageError
 from lstmlab.progress import NullProgress, Progress
@@ -47,20 +47,38 @@ class PrepareRequest:
     progress: Progress = field(default_factory=NullProgress)
     opener: Callable | None = None  # urlopen-like; None = urllib.request.urlopen
     download_dir: Path | None = None  # None: <data_dir>/downloads
+    force: bool = False  # replace an existing lstmlab corpus of that name (never anything else)
+    publish_dir: Path | None = None  # final data root when data_dir is a staging folder
 
     @property
     def downloads_dir(self) -> Path:
         """Where downloaded archives are cached: `<data_dir>/downloads/` unless set."""
         return Path(self.download_dir or Path(self.data_dir) / "downloads")
 
+    @property
+    def reading(self) -> tuple[Path, ...]:
+        """The local paths this request reads (`--source` and FILEs that exist): never deleted."""
+        paths = [Path(p) for p in self.inputs]
+        if self.source is not None:
+            paths.append(Path(self.source))
+        return tuple(p for p in paths if p.exists())
+
     def folder_name(self, default: str) -> str:
-        """The corpus folder name: `name` when given (checked to be a plain folder name), else `default`."""
+        """The corpus folder name (`name` when given, else `default`), checked before any work.
+
+        The name must be a plain folder name, and the folder it names under the
+        data dir must be free to write (`store.check_target`: absent, empty, or an
+        lstmlab corpus with `force`), so a refusal comes before any download.
+        """
         name = default if self.name is None else self.name
         if not _NAME.fullmatch(name) or name == "downloads":
             raise UsageError(
                 f"{name!r} cannot be a corpus name",
                 hint="use letters, digits, '.', '_' or '-', not starting with '.' (and not 'downloads')",
             )
+        store.check_target(
+            self.publish_dir or self.data_dir, name, replace=self.force, reading=self.reading
+        )
         return name
 
     def check(self, kind: str, *, options: Iterable[str] = (), inputs: bool = False) -> None:
@@ -131,12 +149,22 @@ def prepare_corpus(
         return spec.prepare(request)
     from lstmlab.corpora.reencode import subword_corpus
 
-    data_dir = Path(request.data_dir)
-    data_dir.mkdir(parents=True, exist_ok=True)
+    data_dir = store.ensure_data_dir(request.data_dir)
     staging = Path(tempfile.mkdtemp(prefix=".subword-", dir=data_dir))
     try:
-        base = spec.prepare(replace(request, data_dir=staging, download_dir=request.downloads_dir))
-        return subword_corpus(base, data_dir, subword, request.progress)
+        # the corpus module writes into staging but checks the real target before any work
+        staged = replace(
+            request, data_dir=staging, download_dir=request.downloads_dir, publish_dir=data_dir
+        )
+        base = spec.prepare(staged)
+        return subword_corpus(
+            base,
+            data_dir,
+            subword,
+            request.progress,
+            replace=request.force,
+            reading=request.reading,
+        )
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 

@@ -70,7 +70,14 @@ def prepare(request: PrepareRequest) -> store.Corpus:
     splits = {split: ids[bounds[i] : bounds[i + 1]] for i, split in enumerate(store.SPLITS)}
     extra = {"source": ENWIK8_URL, "split_bytes": dict(SPLIT_SIZES)}
     return store.write_corpus(
-        request.data_dir, name, ByteTokenizer(), splits, sources=sources, extra=extra
+        request.data_dir,
+        name,
+        ByteTokenizer(),
+        splits,
+        sources=sources,
+        extra=extra,
+        replace=request.force,
+        reading=request.reading,
     )
 
 

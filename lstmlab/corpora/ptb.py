@@ -91,6 +91,8 @@ def prepare(request: PrepareRequest) -> store.Corpus:
         splits,
         sources=sources,
         extra={"source": SIMPLE_EXAMPLES_URL, "eol": EOL},
+        replace=request.force,
+        reading=request.reading,
     )
 
 

@@ -11,8 +11,8 @@ of its text, which the pieces' `char_lengths` add up to exactly.
 
 from __future__ import annotations
 
-import shutil
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -32,13 +32,19 @@ def subword_corpus(
     data_dir: Path,
     options: SubwordOptions,
     progress: Progress | None = None,
+    *,
+    replace: bool = False,
+    reading: Iterable[Path | str] = (),
 ) -> store.Corpus:
     """Re-encode a prepared character/byte corpus with sentencepiece trained on its train split.
 
-    Written under `data_dir` with the base corpus's name; its sources and extra
-    metadata carry over, and every split's `chars` equals the length of its text.
+    Written under `data_dir` with the base corpus's name, under the same rules as
+    any corpus (`store.check_target`: an existing corpus only with `replace`,
+    nothing else ever, no folder holding a file in `reading`); its sources and
+    extra metadata carry over, and every split's `chars` equals the length of its text.
     """
     progress = progress or NullProgress()
+    store.check_target(data_dir, base.name, replace=replace, reading=reading)
     with progress.task("decode splits", total=len(store.SPLITS)) as task:
         texts = {}
         for split in store.SPLITS:
@@ -51,6 +57,13 @@ def subword_corpus(
         for split in store.SPLITS:
             splits[split] = encode_ids(tokenizer, texts[split])
             task.advance()
+    # checked before writing, so a failure never costs the corpus already there
+    char_len = tokenizer.char_lengths()
+    for split in store.SPLITS:
+        if store.count_chars(splits[split], char_len) != len(texts[split]):
+            raise CorpusError(
+                f"sentencepiece pieces of split {split} do not add up to its {len(texts[split]):,} characters"
+            )
     extra = {
         **base.meta.extra,
         "base_tokenizer": base.meta.tokenizer.get("kind"),
@@ -59,7 +72,7 @@ def subword_corpus(
     with tempfile.TemporaryDirectory() as tmp:
         model_path = Path(tmp) / MODEL_FILE
         model_path.write_bytes(tokenizer.model_proto)
-        corpus = store.write_corpus(
+        return store.write_corpus(
             data_dir,
             base.name,
             tokenizer,
@@ -67,11 +80,6 @@ def subword_corpus(
             sources=base.meta.sources,
             extra=extra,
             files={MODEL_FILE: model_path},
+            replace=replace,
+            reading=reading,
         )
-    for split in store.SPLITS:
-        if corpus.meta.splits[split].chars != len(texts[split]):
-            shutil.rmtree(corpus.path, ignore_errors=True)
-            raise CorpusError(
-                f"sentencepiece pieces of split {split} do not add up to its {len(texts[split]):,} characters"
-            )
-    return corpus

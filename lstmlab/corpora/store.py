@@ -8,27 +8,40 @@ Splits are read with `numpy.memmap`, so a 90M-token enwik8 train split is never
 copied into Python objects. A corpus is written into a temporary sibling folder
 and renamed into place only when complete, so an interrupted `prepare` never
 leaves a half-written corpus where a run would find it.
+
+Nothing but an lstmlab corpus is ever replaced: `check_target` refuses an
+existing `data/<name>` that is not a corpus folder holding only the files
+written here (a user's folder, a file, a symlink), refuses a corpus unless
+`replace` (`prepare --force`) is given, and refuses a target that holds a file
+being read. `prepare` runs it before any work and `write_corpus` again just
+before the rename.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import secrets
 import shutil
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from lstmlab.errors import ChecksumError, CorpusError
+from lstmlab.errors import ChecksumError, CorpusError, UsageError
 from lstmlab.tokenizers import tokenizer_from_meta
 
 FORMAT_VERSION = 1
 SPLITS = ("train", "valid", "test")
 DEFAULT_DATA_DIR = "data"
+META = "meta.json"
+# Every file `write_corpus` can put in a corpus folder ("spm.model" is subword.MODEL_FILE,
+# named here so the store does not import sentencepiece).
+CORPUS_FILES = frozenset({*(f"{s}.bin" for s in SPLITS), META, "spm.model"})
 
 
 def default_data_dir() -> Path:
@@ -185,22 +198,30 @@ def write_corpus(
     sources: Mapping[str, str] | None = None,
     extra: Mapping | None = None,
     files: Mapping[str, Path] | None = None,
+    replace: bool = False,
+    reading: Iterable[Path | str] = (),
 ) -> Corpus:
     """Write a complete corpus atomically and return it opened.
 
     `splits` maps each of train/valid/test to its token ids. `files` are extra
     files (e.g. a sentencepiece model) copied into the corpus folder. Characters
     per split are counted with the tokenizer's `char_lengths`, so bpc stays per
-    character of the original text whatever the tokenizer.
+    character of the original text whatever the tokenizer. An existing corpus of
+    that name is replaced only with `replace`; anything else there is refused
+    (`check_target`, run before the split files are written and again at the
+    rename). `reading` are the files the corpus was read from: a target holding
+    one is refused.
     """
     missing = [s for s in SPLITS if s not in splits]
     if missing:
         raise CorpusError(f"corpus {name!r} lacks split(s) {', '.join(missing)}")
+    extra_files = sorted(set(files or {}) - CORPUS_FILES)
+    if extra_files:
+        raise CorpusError(f"corpus {name!r} cannot hold {', '.join(extra_files)}")
     dtype = token_dtype(tokenizer.vocab_size)
     char_len = tokenizer.char_lengths()
-    data_dir = Path(data_dir)
-    data_dir.mkdir(parents=True, exist_ok=True)
-    final = corpus_dir(data_dir, name)
+    data_dir = ensure_data_dir(data_dir)
+    final = check_target(data_dir, name, replace=replace, reading=reading)
     tmp = Path(tempfile.mkdtemp(prefix=f".{name}.partial-", dir=data_dir))
     umask = os.umask(0)
     os.umask(umask)
@@ -213,7 +234,7 @@ def write_corpus(
                 raise CorpusError(f"split {split} of {name!r} has ids outside the vocabulary")
             path = tmp / f"{split}.bin"
             ids.astype(dtype, copy=False).tofile(path)
-            chars = _count_chars(ids, char_len)
+            chars = count_chars(ids, char_len)
             infos[split] = SplitInfo(tokens=int(ids.size), chars=chars, sha256=sha256_file(path))
         for dest, src in (files or {}).items():
             shutil.copyfile(src, tmp / dest)
@@ -225,17 +246,15 @@ def write_corpus(
             sources=dict(sources or {}),
             extra=dict(extra or {}),
         )
-        (tmp / "meta.json").write_text(
-            json.dumps(meta.to_json(), indent=2) + "\n", encoding="utf-8"
-        )
-        _replace_dir(tmp, final)
+        (tmp / META).write_text(json.dumps(meta.to_json(), indent=2) + "\n", encoding="utf-8")
+        _publish(tmp, final, replace=replace, reading=tuple(reading))
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return open_corpus(data_dir, name)
 
 
-def _count_chars(ids: np.ndarray, char_len: np.ndarray, chunk: int = 1 << 24) -> int:
+def count_chars(ids: np.ndarray, char_len: np.ndarray, chunk: int = 1 << 24) -> int:
     """Characters the ids stand for, counted in chunks so a 90M-token split is never widened whole."""
     if (char_len == 1).all():
         return int(ids.size)
@@ -245,12 +264,145 @@ def _count_chars(ids: np.ndarray, char_len: np.ndarray, chunk: int = 1 << 24) ->
     return int(counts @ char_len)
 
 
-def _replace_dir(src: Path, dest: Path) -> None:
-    """Move a finished folder into place; an older corpus there is removed only after."""
-    old = None
-    if dest.exists():
-        old = dest.with_name(f".{dest.name}.old-{os.getpid()}")
-        os.replace(dest, old)
-    os.replace(src, dest)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+def ensure_data_dir(data_dir: Path | str) -> Path:
+    """Create the data root if needed; a file in its place is a UsageError, not a traceback."""
+    data_dir = Path(data_dir)
+    if data_dir.exists() and not data_dir.is_dir():
+        raise UsageError(
+            f"data dir {data_dir} exists and is not a folder",
+            hint="pass another --data-dir (or set $LSTMLAB_DATA_DIR)",
+        )
+    data_dir.mkdir(parents=True, exist_ok=True)
+    return data_dir
+
+
+def is_corpus_dir(path: Path | str) -> bool:
+    """A real folder (not a symlink) whose meta.json is a readable lstmlab corpus manifest."""
+    path = Path(path)
+    if path.is_symlink() or not path.is_dir():
+        return False
+    meta = path / META
+    if meta.is_symlink() or not meta.is_file():
+        return False
+    try:
+        data = json.loads(meta.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return False
+    return (
+        isinstance(data, dict)
+        and isinstance(data.get("format_version"), int)
+        and isinstance(data.get("name"), str)
+        and isinstance(data.get("splits"), dict)
+        and isinstance(data.get("tokenizer"), dict)
+    )
+
+
+def foreign_entries(path: Path) -> list[str]:
+    """Names in a corpus folder that `write_corpus` never writes (a user's files), sorted."""
+    return sorted(
+        p.name
+        for p in Path(path).iterdir()
+        if p.name not in CORPUS_FILES or p.is_symlink() or not p.is_file()
+    )
+
+
+def check_target(
+    data_dir: Path | str,
+    name: str,
+    *,
+    replace: bool = False,
+    reading: Iterable[Path | str] = (),
+) -> Path:
+    """`data_dir/name` if a corpus may be written there, else a UsageError saying why not.
+
+    Allowed: nothing there, an empty folder, or (only with `replace`) an lstmlab
+    corpus holding nothing but its own files. A file, a symlink, any other folder,
+    or a target holding one of the `reading` files is refused whatever the flags.
+    """
+    data_dir = Path(data_dir)
+    if data_dir.exists() and not data_dir.is_dir():
+        raise UsageError(
+            f"data dir {data_dir} exists and is not a folder",
+            hint="pass another --data-dir (or set $LSTMLAB_DATA_DIR)",
+        )
+    target = corpus_dir(data_dir, name)
+    other_name = "or pass another --name"
+    if not os.path.lexists(target):
+        return target
+    if target.is_symlink():
+        raise UsageError(
+            f"{target} is a symbolic link; prepare never replaces it",
+            hint=f"pass another --name, or remove the link {target} yourself",
+        )
+    if not target.is_dir():
+        raise UsageError(
+            f"{target} exists and is not a corpus folder; prepare never replaces it",
+            hint="pass another --name (or --data-dir) to write the corpus elsewhere",
+        )
+    resolved = target.resolve()
+    for path in map(Path, reading):
+        if path.exists() and (path.resolve() == resolved or resolved in path.resolve().parents):
+            raise UsageError(
+                f"{path} lies inside {target}, the folder this corpus would be written to; "
+                "prepare never deletes what it reads",
+                hint=f"move {path} out of {target}, {other_name}",
+            )
+    if not any(target.iterdir()):
+        return target  # an empty folder holds nothing to lose
+    if not is_corpus_dir(target):
+        raise UsageError(
+            f"{target} exists and is not an lstmlab corpus (no readable {META}); prepare never replaces it",
+            hint=f"pass another --name (or --data-dir), or move {target} away yourself",
+        )
+    foreign = foreign_entries(target)
+    if foreign:
+        shown = ", ".join(foreign[:5]) + (
+            f" and {len(foreign) - 5} more" if len(foreign) > 5 else ""
+        )
+        raise UsageError(
+            f"corpus folder {target} also holds files prepare did not write ({shown}); it is not replaced",
+            hint=f"move them out of {target}, {other_name}",
+        )
+    if not replace:
+        raise UsageError(
+            f"corpus {name!r} already exists in {data_dir}",
+            hint=f"pass --force to replace it, {other_name}",
+        )
+    return target
+
+
+def _publish(tmp: Path, final: Path, *, replace: bool, reading: tuple) -> None:
+    """Rename the finished folder `tmp` to `final`; an old corpus there is deleted only after.
+
+    The target is checked again here (a folder may have appeared while the corpus
+    was built); a folder that turns up between the check and the rename makes the
+    rename fail (POSIX never renames a folder over a non-empty one), never deletes.
+    """
+    check_target(final.parent, final.name, replace=replace, reading=reading)
+    if not os.path.lexists(final) or not any(final.iterdir()):
+        try:
+            os.rename(tmp, final)  # over an empty folder at most
+        except OSError:
+            raise UsageError(
+                f"{final} appeared while the corpus was being prepared; it was left alone",
+                hint="run prepare again, or pass another --name",
+            ) from None
+        return
+    old = final.with_name(f".{final.name}.old-{os.getpid()}-{secrets.token_hex(4)}")
+    os.rename(final, old)
+    if not is_corpus_dir(old) or foreign_entries(old):  # changed since the check: put it back
+        os.rename(old, final)
+        check_target(final.parent, final.name, replace=replace, reading=reading)
+        raise UsageError(f"{final} changed while the corpus was being prepared; it was left alone")
+    try:
+        os.rename(tmp, final)
+    except BaseException:
+        os.rename(old, final)
+        raise
+    for entry in old.iterdir():  # only the corpus's own files, then the folder if empty
+        if entry.name in CORPUS_FILES and entry.is_file() and not entry.is_symlink():
+            entry.unlink(missing_ok=True)
+    with contextlib.suppress(
+        OSError
+    ):  # something added meanwhile stays (hidden) rather than be lost
+        old.rmdir()

@@ -138,7 +138,14 @@ def write_char_splits(
     # every character is in the vocabulary by construction
     splits = {split: np.searchsorted(codes, cps[split]) for split in store.SPLITS}
     return store.write_corpus(
-        request.data_dir, name, CharTokenizer(symbols), splits, sources=sources, extra=extra
+        request.data_dir,
+        name,
+        CharTokenizer(symbols),
+        splits,
+        sources=sources,
+        extra=extra,
+        replace=request.force,
+        reading=request.reading,
     )
 
 

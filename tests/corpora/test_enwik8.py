@@ -98,7 +98,7 @@ def test_zip_with_wrong_checksum_keeps_the_previous_corpus(small_enwik8, tmp_pat
     with pytest.raises(
         ChecksumError, match=f"enwik8.zip has sha256 [0-9a-f]{{64}}, expected {enwik8.ZIP_SHA256}"
     ):
-        enwik8.prepare(PrepareRequest(data_dir=data, source=archive))
+        enwik8.prepare(PrepareRequest(data_dir=data, source=archive, force=True))
     assert sorted(p.name for p in data.iterdir()) == ["enwik8"]  # no stray temp folder
     assert_split_exactly(before)
 

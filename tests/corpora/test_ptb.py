@@ -93,7 +93,8 @@ def test_synthetic_folder_and_its_data_subfolder(synthetic, tmp_path):
         write_folder(tmp_path / "flat", synthetic),
         write_folder(tmp_path / "simple-examples" / "data", synthetic).parent,
     ):
-        corpus = ptb.prepare(PrepareRequest(data_dir=tmp_path / "data", source=source))
+        # the second source replaces the corpus the first one wrote: --force
+        corpus = ptb.prepare(PrepareRequest(data_dir=tmp_path / "data", source=source, force=True))
         for split, data in synthetic.items():
             assert corpus.tokenizer.decode(corpus.tokens(split)) == expected_text(data.decode())
         assert corpus.meta.splits["valid"].tokens == len("the_mat_sat") + len("N_cats") + 2
@@ -125,7 +126,7 @@ def test_download_when_no_source_is_given(synthetic, tmp_path, fake_server):
     assert corpus.meta.splits["train"].tokens == sum(
         len("_".join(s.split())) + 1 for s in SENTENCES["train"]
     )
-    ptb.prepare(PrepareRequest(data_dir=data, opener=server))
+    ptb.prepare(PrepareRequest(data_dir=data, opener=server, force=True))
     assert len(server.requests) == 1  # the cached archive is reused
 
 

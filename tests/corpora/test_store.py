@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from lstmlab.corpora import store
-from lstmlab.errors import ChecksumError, CorpusError
+from lstmlab.errors import ChecksumError, CorpusError, UsageError
 from lstmlab.tokenizers import ByteTokenizer, CharTokenizer
 
 
@@ -46,9 +46,13 @@ def test_vocabulary_over_256_is_uint16(tmp_path):
     np.testing.assert_array_equal(corpus.tokens("train"), splits["train"])
 
 
-def test_rewrite_replaces_the_old_corpus(tmp_path):
+def test_rewrite_replaces_the_old_corpus_only_when_asked(tmp_path):
     store.write_corpus(tmp_path, "c", ByteTokenizer(), small_splits(256, 10))
-    corpus = store.write_corpus(tmp_path, "c", ByteTokenizer(), small_splits(256, 20))
+    with pytest.raises(UsageError, match="corpus 'c' already exists") as info:
+        store.write_corpus(tmp_path, "c", ByteTokenizer(), small_splits(256, 20))
+    assert "--force" in info.value.hint
+    assert store.open_corpus(tmp_path, "c").meta.splits["train"].tokens == 10
+    corpus = store.write_corpus(tmp_path, "c", ByteTokenizer(), small_splits(256, 20), replace=True)
     assert corpus.meta.splits["train"].tokens == 20
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c"]
 
