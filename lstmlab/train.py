@@ -702,9 +702,15 @@ def fit(
             cfg, Path(run_dir), resume=resume, device=device, dist=dist, corpus=corpus
         )
         result = _loop(run, changes, progress, on_event)
-    except BaseException:
+    except (KeyboardInterrupt, TrainingInterrupted, ConfigError, UsageError):
         if lock is not None:
-            lock.abandon()  # releases; removes the folder only if this call made it and saved nothing
+            lock.abandon()  # releases; undoes a fresh start that saved nothing
+        raise
+    except BaseException as exc:
+        if lock is not None and runs.has_checkpoint(run_dir):
+            lock.mark_failed(f"{type(exc).__name__}: {exc}")  # compare shows the run crashed
+        elif lock is not None:
+            lock.abandon()
         raise
     if lock is not None:
         lock.release()

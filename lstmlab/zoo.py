@@ -89,7 +89,8 @@ def plan_recipes(
     targets = [Path(runs_dir) / name for name in names]
     for cfg, target in zip(cfgs, targets):
         open_run_corpus(cfg)
-        if target.exists() and not force and (not target.is_dir() or any(target.iterdir())):
+        occupied = target.is_dir() and any(target.iterdir()) and not runs.never_started(target)
+        if not force and (occupied or (target.exists() and not target.is_dir())):
             raise UsageError(
                 f"run folder {target} already exists",
                 hint="pick another --runs-dir, or pass --force to replace the runs",

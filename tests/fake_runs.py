@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 from pathlib import Path
 
 import torch
@@ -23,8 +22,6 @@ def make_run(
     cell: dict | None = None,
     num_parameters: int | None = 1234,
     test_bpc: float | None = None,
-    marker_pid: int | None = None,
-    marker_host: str | None = None,
 ) -> Path:
     """A run folder as `lstmlab train` (and `eval`) would leave it, without training."""
     run = Path(root) / name
@@ -83,9 +80,6 @@ def make_run(
     if test_bpc is not None:
         report = {"splits": {"test": {"bpc": test_bpc, "perplexity": 2**test_bpc, "tokens": 10}}}
         (run / "eval.json").write_text(json.dumps(report))
-    if marker_pid is not None:
-        marker = {"pid": marker_pid, "host": marker_host or socket.gethostname(), "started": 0}
-        (run / "running.json").write_text(json.dumps(marker))
     return run
 
 

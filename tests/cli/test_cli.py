@@ -143,6 +143,6 @@ def test_eval_refuses_a_corpus_with_another_vocabulary(prepared, tmp_path):
     )
     other = tmp_path / "other.txt"
     other.write_text("completely different symbols 0123456789 " * 50, encoding="utf-8")
-    assert invoke("prepare", "text", other, "--name", "tiny")[0].exit_code == 0
+    assert invoke("prepare", "text", other, "--name", "tiny", "--force")[0].exit_code == 0
     result, out = invoke("eval", run)
     assert result.exit_code == 1 and "another vocabulary" in out and one_line_error(out)
