@@ -689,3 +689,37 @@ def truncate_metrics(run_dir: Path, step: int) -> None:
 def _step_of(record: dict) -> float:
     step = record.get("step", 0)
     return step if isinstance(step, (int, float)) and not isinstance(step, bool) else 0
+
+
+# ---------------------------------------------------------------- finding runs
+
+LATEST = "latest"
+
+
+def _last_written(run_dir: Path) -> float:
+    """When the run last wrote anything of its own (metrics, config, checkpoints)."""
+    paths = [run_dir / "metrics.jsonl", run_dir / "config.yaml", run_dir / LOCK]
+    paths += [checkpoint_path(run_dir, w) for w in ("last", "best")]
+    return max((p.stat().st_mtime for p in paths if p.exists()), default=0.0)
+
+
+def list_runs(parent: Path | str = "runs") -> list[Path]:
+    """Every run folder directly under `parent`, most recently written first."""
+    parent = Path(parent)
+    if not parent.is_dir():
+        return []
+    found = [p for p in parent.iterdir() if p.is_dir() and is_run_dir(p)]
+    return sorted(found, key=lambda p: (_last_written(p), p.name), reverse=True)
+
+
+def resolve_run(arg: Path | str, runs_dir: Path | str = "runs") -> Path:
+    """`latest` -> the most recently written run folder under `runs_dir`; anything else as given."""
+    if str(arg) != LATEST:
+        return Path(arg)
+    found = list_runs(runs_dir)
+    if not found:
+        raise UsageError(
+            f"`latest` names the newest run folder in {runs_dir}/, and it holds none",
+            hint="train one first (lstmlab train RECIPE), or pass a run folder",
+        )
+    return found[0]

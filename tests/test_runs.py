@@ -460,3 +460,21 @@ def test_truncate_metrics_drops_later_records_and_every_end(tmp_path):
     runs.truncate_metrics(tmp_path, 10)
     assert runs.read_metrics(tmp_path) == records[:2]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.jsonl"]
+
+
+def test_list_runs_newest_first_and_latest(tmp_path):
+    from lstmlab.runs import list_runs, resolve_run
+
+    parent = tmp_path / "runs"
+    for age, name in ((30, "old"), (10, "mid"), (0, "new")):
+        run = parent / name
+        run.mkdir(parents=True)
+        (run / "config.yaml").write_text("x")
+        then = 1_700_000_000 - age
+        os.utime(run / "config.yaml", (then, then))
+    (parent / "not-a-run").mkdir()
+    assert [p.name for p in list_runs(parent)] == ["new", "mid", "old"]
+    assert resolve_run("latest", parent) == parent / "new"
+    assert resolve_run("runs/x", parent) == Path("runs/x")
+    with pytest.raises(UsageError, match="holds none"):
+        resolve_run("latest", tmp_path / "empty")
