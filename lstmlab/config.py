@@ -194,13 +194,13 @@ class ModelConfig(Frozen):
                 for kind in refusing
             ]
         for index, config in layers:
+            key = "cell" if config is self.cell else "slstm"
             width = self.layer_width(index)
-            if width != config.hidden_dim:  # already checked at the cell's own width
-                problems += [
-                    f"layer {index} (tied to embed_dim {width}): {p}"
-                    for p in config.width_problems(width)
-                ]
-        return problems
+            why = ""
+            if width != config.hidden_dim:
+                why = f" (layer {index} is embed_dim = {width} wide: tie_weights)"
+            problems += [f"{key}.{p}{why}" for p in config.width_problems(width)]
+        return list(dict.fromkeys(problems))  # one line per rule, not per layer
 
 
 class OptimizerConfig(Frozen):
@@ -421,7 +421,7 @@ class RunConfig(Frozen):
         default=0,
         ge=0,
         le=MAX_COUNT,
-        description="Seed of every random number generator (init, dropout, batch order), in [0, 2**63 - 1].",
+        description="Seed of every random number generator (init, dropout, batch order)."
     )
     data: DataConfig = Field(description="Which prepared corpus to train on.")
     model: ModelConfig = Field(description="The network.")

@@ -39,7 +39,7 @@ def test_lstm_count_matches_the_formula():
     }
     assert info["lstm"].num_parameters == lstm_parameters(50, 16, 32, 3)
     defaults = {h.name: h.default for h in info["lstm"].hyperparameters}
-    assert defaults["hidden_dim"] == "required" and defaults["capped_input_gate"] == "False"
+    assert defaults["hidden_dim"] == "required" and defaults["capped_input_gate"] == "false"
 
 
 def test_meta_count_equals_a_real_build():

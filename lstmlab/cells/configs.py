@@ -6,7 +6,8 @@ discriminator of the `CellConfig` union and equals the cell's registry key.
 `CELL_CONFIGS` is the one list of cell configs: the union, `CELL_KINDS` and the
 registry's keys all derive from it. Every field carries its description as
 data (shown by `lstmlab cells`, `train --dry-run` and docs/recipe-reference.md),
-and every rule a cell's constructor would enforce is checked here, at load time.
+and every rule a cell's constructor enforces is stated here (`width_problems`,
+`accepts_weight_dropout`) so that `ModelConfig` checks it at load time.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import math
 import re
 from typing import Annotated, ClassVar, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, Strict, model_validator
+from pydantic import BaseModel, ConfigDict, Field, Strict
 
 # Integers and floats are strict: YAML's `true` is not 1 and "256" is not 256. A float
 # field still takes an int (`lr: 1`). Sizes stay within what torch indexes with int32.
@@ -36,15 +37,12 @@ class _CellBase(BaseModel):
     accepts_weight_dropout: ClassVar[bool] = True
 
     def width_problems(self, width: int) -> list[str]:
-        """What is wrong with this cell built `width` wide (a tied last layer is embed_dim wide)."""
-        return []
+        """What its constructor would refuse in this cell built `width` wide.
 
-    @model_validator(mode="after")
-    def _fits_its_width(self):
-        problems = self.width_problems(self.hidden_dim)
-        if problems:
-            raise ValueError("\n".join(problems))
-        return self
+        `ModelConfig` asks for every layer's real width (a tied last layer is embed_dim
+        wide, whatever hidden_dim says), so a recipe fails at load, never at build.
+        """
+        return []
 
 
 _FORGET_BIAS = (
@@ -159,8 +157,8 @@ class MLSTMConfig(_CellBase):
         inner = self.inner_width(width)  # a multiple of 64, so of the q/k/v block size 4 too
         if inner % self.num_heads:
             return [
-                f"mlstm: num_heads {self.num_heads} does not divide the inner width {inner} "
-                f"(round_up({self.proj_factor:g} * {width}, 64)); pick num_heads dividing it, e.g. 4"
+                f"num_heads {self.num_heads} does not divide the mlstm inner width {inner} "
+                f"= round_up({self.proj_factor:g} * {width}, 64); pick a divisor, e.g. 4"
             ]
         return []
 
@@ -200,8 +198,8 @@ class SLSTMConfig(_CellBase):
     def width_problems(self, width: int) -> list[str]:
         if width % self.num_heads:
             return [
-                f"slstm: num_heads {self.num_heads} does not divide hidden_dim {width}; "
-                "pick num_heads dividing it, e.g. 4"
+                f"num_heads {self.num_heads} does not divide the slstm width {width}; "
+                "pick a divisor, e.g. 4"
             ]
         return []
 
