@@ -27,8 +27,8 @@ from pydantic import BaseModel, ValidationError
 from pydantic.fields import FieldInfo
 
 from lstmlab.cells import CELLS
-from lstmlab.compare import budget_text, cell_names
 from lstmlab.cells.configs import CELL_CONFIGS
+from lstmlab.compare import budget_text, cell_names
 from lstmlab.config import ModelConfig, RunConfig, load_recipe
 from lstmlab.corpora.store import default_data_dir, open_corpus
 from lstmlab.errors import LstmlabError, UsageError
@@ -285,8 +285,7 @@ def _comment(info: FieldInfo, width: int, indent: str) -> list[str]:
         facts.append(allowed)
     text = f"{info.description} ({', '.join(facts)})"
     return [
-        f"{indent}# {line}"
-        for line in textwrap.wrap(text, width=max(40, width - len(indent) - 2))
+        f"{indent}# {line}" for line in textwrap.wrap(text, width=max(40, width - len(indent) - 2))
     ]
 
 
@@ -334,9 +333,7 @@ def _section_table(model: type[BaseModel]) -> list[str]:
     return lines
 
 
-def _schema_sections(
-    model: type[BaseModel], path: str
-) -> list[tuple[str, type[BaseModel]]]:
+def _schema_sections(model: type[BaseModel], path: str) -> list[tuple[str, type[BaseModel]]]:
     """(dotted path, model) of `model` and every section below it, depth first."""
     out = [(path, model)]
     for name, info in model.model_fields.items():

@@ -173,12 +173,18 @@ class ModelConfig(Frozen):
             return [f"slstm_at: {exc}"]
         problems = []
         if positions and self.slstm is None:
-            problems.append("slstm_at names sLSTM layers: set model.slstm (the sLSTM block's config)")
+            problems.append(
+                "slstm_at names sLSTM layers: set model.slstm (the sLSTM block's config)"
+            )
         if self.slstm is not None and self.slstm.hidden_dim != self.cell.hidden_dim:
             problems.append(
                 "model.slstm.hidden_dim must equal model.cell.hidden_dim (one residual width)"
             )
-        if self.output_from == "sum" and self.tie_weights and self.embed_dim != self.cell.hidden_dim:
+        if (
+            self.output_from == "sum"
+            and self.tie_weights
+            and self.embed_dim != self.cell.hidden_dim
+        ):
             problems.append(
                 "output_from 'sum' adds every layer's output, so all layers must be equally wide; "
                 "tie_weights makes the last one embed_dim wide (set embed_dim = cell.hidden_dim or untie)"
@@ -212,7 +218,9 @@ class OptimizerConfig(Frozen):
     )
     lr: Float = Field(gt=0.0, description="Peak learning rate (after warm-up).")
     weight_decay: Float = Field(
-        default=0.0, ge=0.0, description="Weight decay coefficient applied to the parameters `decay` selects."
+        default=0.0,
+        ge=0.0,
+        description="Weight decay coefficient applied to the parameters `decay` selects.",
     )
     betas: tuple[Float, Float] = Field(
         default=(0.9, 0.999),
@@ -263,7 +271,8 @@ class ScheduleConfig(Frozen):
         description="Steps of cosine/linear decay after warm-up; null: the whole step budget.",
     )
     milestones_epochs: tuple[Float, ...] = Field(
-        default=(), description="Epochs (fractions allowed) at which `step` multiplies lr by factor."
+        default=(),
+        description="Epochs (fractions allowed) at which `step` multiplies lr by factor.",
     )
     factor: Float = Field(
         default=0.1, gt=0.0, description="Multiplier applied to lr at each milestone (step only)."
@@ -284,7 +293,9 @@ class TrainConfig(Frozen):
         default=ScheduleConfig(), description="The learning-rate schedule."
     )
     grad_clip: Float | None = Field(
-        default=None, gt=0.0, description="Clip the global gradient L2 norm to this; null: no clipping."
+        default=None,
+        gt=0.0,
+        description="Clip the global gradient L2 norm to this; null: no clipping.",
     )
     max_steps: Int | None = Field(
         default=None,
@@ -293,7 +304,10 @@ class TrainConfig(Frozen):
         description="Budget in optimizer steps. Training stops at the first budget reached; set at least one.",
     )
     max_tokens: Int | None = Field(
-        default=None, gt=0, le=MAX_COUNT, description="Budget in training tokens (batch_size x bptt per step)."
+        default=None,
+        gt=0,
+        le=MAX_COUNT,
+        description="Budget in training tokens (batch_size x bptt per step).",
     )
     max_minutes: Float | None = Field(
         default=None,
@@ -358,7 +372,9 @@ class TrainConfig(Frozen):
 class DynamicEvalConfig(Frozen):
     """Dynamic evaluation (Krause et al. 2018, arXiv:1709.07432); defaults: the authors' code."""
 
-    lr: Float = Field(default=5e-5, ge=0.0, description="Step size η of the RMS-normalised updates.")
+    lr: Float = Field(
+        default=5e-5, ge=0.0, description="Step size η of the RMS-normalised updates."
+    )
     decay: Float = Field(
         default=2e-3,
         ge=0.0,
@@ -421,7 +437,7 @@ class RunConfig(Frozen):
         default=0,
         ge=0,
         le=MAX_COUNT,
-        description="Seed of every random number generator (init, dropout, batch order)."
+        description="Seed of every random number generator (init, dropout, batch order).",
     )
     data: DataConfig = Field(description="Which prepared corpus to train on.")
     model: ModelConfig = Field(description="The network.")

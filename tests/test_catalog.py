@@ -115,9 +115,7 @@ def test_commented_yaml_puts_description_type_and_default_above_each_key():
 
 def test_commented_yaml_wraps_long_comments():
     cfg = load_recipe(REPO / "recipes" / "tiny" / "lstm.yaml")
-    comments = [
-        line for line in catalog.commented_yaml(cfg, width=80).splitlines() if "# " in line
-    ]
+    comments = [line for line in catalog.commented_yaml(cfg, width=80).splitlines() if "# " in line]
     assert all(len(line) <= 80 for line in comments)
     assert len(comments) > len(type(cfg).model_fields)  # some did wrap
 

@@ -160,9 +160,17 @@ def _tiny(kind: str) -> Path:
 
 
 CROSS_FIELD = [
-    ("mlstm", ["model.cell.num_heads=5"], "model: cell.num_heads 5 does not divide the mlstm inner width 512"),
+    (
+        "mlstm",
+        ["model.cell.num_heads=5"],
+        "model: cell.num_heads 5 does not divide the mlstm inner width 512",
+    ),
     ("mlstm", ["model.cell.proj_factor=1.5", "model.cell.num_heads=5"], "inner width 384"),
-    ("slstm", ["model.cell.num_heads=3"], "model: cell.num_heads 3 does not divide the slstm width 256"),
+    (
+        "slstm",
+        ["model.cell.num_heads=3"],
+        "model: cell.num_heads 3 does not divide the slstm width 256",
+    ),
     ("mlstm", ["model.dropout.weight=0.1"], "model: mlstm has no recurrent weight matrix"),
     (
         "slstm",
@@ -172,7 +180,12 @@ CROSS_FIELD = [
     ),
     (
         "mlstm",
-        ["model.tie_weights=true", "model.embed_dim=32", "model.cell.proj_factor=1.0", "model.cell.num_heads=128"],
+        [
+            "model.tie_weights=true",
+            "model.embed_dim=32",
+            "model.cell.proj_factor=1.0",
+            "model.cell.num_heads=128",
+        ],
         "cell.num_heads 128 does not divide the mlstm inner width 64",
     ),
     (
@@ -268,7 +281,11 @@ def test_a_config_validates_exactly_when_the_model_builds(
     # The same values, unvalidated, straight into the constructors (shapes only, on meta).
     cell_cls = next(c for c in CELL_CONFIGS if c.model_fields["kind"].default == kind)
     raw = ModelConfig.model_construct(
-        **{**data, "cell": cell_cls.model_construct(**data["cell"]), "dropout": DropoutConfig(weight=weight)}
+        **{
+            **data,
+            "cell": cell_cls.model_construct(**data["cell"]),
+            "dropout": DropoutConfig(weight=weight),
+        }
     )
     try:
         with torch.device("meta"):

@@ -135,7 +135,10 @@ class MLSTMConfig(_CellBase):
         description="Up-projection factor: inner width = round_up(proj_factor * d, 64).",
     )
     conv_kernel: Int = Field(
-        default=4, ge=1, le=4096, description="Width in steps of the causal convolution before q and k."
+        default=4,
+        ge=1,
+        le=4096,
+        description="Width in steps of the causal convolution before q and k.",
     )
     chunk_size: Int | None = Field(
         default=None,
@@ -177,10 +180,14 @@ class SLSTMConfig(_CellBase):
         description="Heads of the block-diagonal recurrence; must divide hidden_dim.",
     )
     forget_gate: Literal["sigmoid", "exponential"] = Field(
-        default="sigmoid", description="Forget-gate activation: sigmoid, or exponential (log-space stabilised)."
+        default="sigmoid",
+        description="Forget-gate activation: sigmoid, or exponential (log-space stabilised).",
     )
     conv_kernel: Int = Field(
-        default=4, ge=1, le=4096, description="Width in steps of the causal convolution before the i and f gates."
+        default=4,
+        ge=1,
+        le=4096,
+        description="Width in steps of the causal convolution before the i and f gates.",
     )
     ffn_factor: Float = Field(
         default=1.3,

@@ -49,9 +49,7 @@ def bench_cmd(
             help="Windows (T); the first is the reference, e.g. 128,512,2048.", metavar="N,..."
         ),
     ] = "128",
-    batch_size: Annotated[
-        int, typer.Option(help="Streams per batch (B).", metavar="INTEGER")
-    ] = 32,
+    batch_size: Annotated[int, typer.Option(help="Streams per batch (B).", metavar="INTEGER")] = 32,
     steps: Annotated[
         int, typer.Option(help="Timed steps per figure (median; >= 10).", metavar="INTEGER")
     ] = 10,

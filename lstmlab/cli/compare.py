@@ -51,7 +51,10 @@ def compare_cmd(
     format: Annotated[
         Literal["table", "markdown", "csv", "json"],
         typer.Option(
-            "--format", "-f", help="table, markdown (for a README), csv or json.", metavar="[table|markdown|csv|json]"
+            "--format",
+            "-f",
+            help="table, markdown (for a README), csv or json.",
+            metavar="[table|markdown|csv|json]",
         ),
     ] = "table",
     plot: Annotated[
