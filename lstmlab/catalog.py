@@ -109,7 +109,10 @@ def cell_catalog(
             )
             count = count_parameters(model, vocab_size)
         except ValidationError as exc:
-            problem = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+            problem = "; ".join(
+                f"{'.'.join(map(str, e['loc'])) or 'model'}: {e['msg'].removeprefix('Value error, ')}"
+                for e in exc.errors()
+            )
         except (ValueError, RuntimeError) as exc:
             problem = str(exc).splitlines()[0]
         doc = (spec.config.__doc__ or "").strip().splitlines()

@@ -10,13 +10,21 @@ from __future__ import annotations
 
 import contextlib
 import re
+import types
 import typing
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from lstmlab.cells.configs import (
     CELL_CONFIGS,
@@ -313,7 +321,10 @@ class TrainConfig(Frozen):
         default=None,
         gt=0.0,
         le=1e9,
-        description="Budget in minutes of wall time since this process started training.",
+        description=(
+            "Budget in minutes of training-step time (validation and checkpoint saves "
+            "excluded), summed over resumed sessions."
+        ),
     )
     max_epochs: Float | None = Field(
         default=None,
@@ -444,6 +455,14 @@ class RunConfig(Frozen):
     train: TrainConfig = Field(description="How to train it.")
     eval: EvalConfig = Field(default=EvalConfig(), description="How `lstmlab eval` scores it.")
 
+    @field_validator("schema_version", mode="before")
+    @classmethod
+    def _an_int(cls, value: Any) -> Any:
+        # A Literal compares with ==, so `true` and 1.0 would pass as 1; a number must be one.
+        if type(value) is not int:
+            raise ValueError(f"must be the integer {SCHEMA_VERSION}")
+        return value
+
     def to_dict(self) -> dict:
         return self.model_dump(mode="json")
 
@@ -468,16 +487,31 @@ def _shown_location(loc: tuple) -> str:
     walking the schema alongside the location, so a user key that happens to spell a tag
     stays shown.
     """
-    shown, models, tagged = [], (RunConfig,), False
+    shown, models, tagged, member_tag = [], (RunConfig,), False, False
     for part in loc:
         if tagged and part in _CELL_BY_KIND:
             models, tagged = (_CELL_BY_KIND[part],), False
             continue
+        if member_tag and isinstance(part, str):
+            member_tag = False  # e.g. 'tuple[int, ...]' after slstm_at: the member tried
+            continue
         shown.append(str(part))
         field = next((m.model_fields[part] for m in models if part in m.model_fields), None)
         tagged = field is not None and field.discriminator is not None
+        member_tag = field is not None and _is_plain_union(field.annotation)
         models = _unwrap(field.annotation) if field is not None else ()
     return ".".join(shown)
+
+
+def _is_plain_union(annotation) -> bool:
+    """A union of two or more non-model types: pydantic names the member in error locations."""
+    members = [a for a in typing.get_args(annotation) if a is not type(None)]
+    origin = typing.get_origin(annotation)
+    return (
+        origin in (typing.Union, types.UnionType)
+        and len(members) > 1
+        and not any(isinstance(m, type) and issubclass(m, BaseModel) for m in members)
+    )
 
 
 def _format_errors(exc: ValidationError, where: str) -> str:

@@ -35,6 +35,18 @@ def test_cell_catalog_is_exactly_the_registry():
         assert info.num_parameters is not None or info.problem
 
 
+def test_a_cell_that_cannot_be_that_wide_is_listed_with_its_problem():
+    info = {
+        i.name: i
+        for i in catalog.cell_catalog(hidden_dim=10, embed_dim=8, num_layers=1, vocab_size=5)
+    }
+    assert info["slstm"].num_parameters is None
+    assert info["slstm"].problem == (
+        "model: cell.num_heads 4 does not divide the slstm width 10; pick a divisor, e.g. 4"
+    )
+    assert info["lstm"].num_parameters is not None
+
+
 def test_lstm_count_matches_the_formula():
     info = {
         i.name: i

@@ -373,6 +373,23 @@ def test_a_bool_in_the_yaml_file_is_refused(tmp_path):
         load_recipe(_write(tmp_path, text))
 
 
+@pytest.mark.parametrize("value", ["true", "1.0", "2"])
+def test_schema_version_is_the_integer_1(tmp_path, value):
+    path = _write(tmp_path, yaml.safe_dump(TINY_RECIPE))
+    with pytest.raises(ConfigError, match="schema_version"):
+        load_recipe(path, [f"schema_version={value}"])
+
+
+def test_a_plain_union_does_not_name_its_members_in_the_location(tmp_path):
+    path = _write(tmp_path, yaml.safe_dump(TINY_RECIPE))
+    with pytest.raises(ConfigError) as err:
+        load_recipe(path, ["model.slstm_at=[true]"])
+    assert err.value.message.splitlines() == [
+        f"{path}: model.slstm_at.0: Input should be a valid integer",
+        f"{path}: model.slstm_at: Input should be a valid string",
+    ]
+
+
 def test_the_largest_seed_is_accepted(tmp_path):
     path = _write(tmp_path, yaml.safe_dump(TINY_RECIPE))
     assert load_recipe(path, [f"seed={2**63 - 1}"]).seed == 2**63 - 1
