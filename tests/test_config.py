@@ -403,3 +403,10 @@ def test_error_locations_hide_the_union_tag_but_not_a_user_key(tmp_path):
     assert f"{path}: model.cell.hidden_dim: " in message
     assert f"{path}: model.lstm: unknown key" in message
     assert f"{path}: model.cell.lstm: unknown key" in message
+
+
+@pytest.mark.parametrize("kind", ["lstm", "mogrifier", "multiplicative"])
+def test_a_forget_bias_float32_cannot_hold_is_refused(kind):
+    with pytest.raises(ConfigError, match="model.cell.forget_bias: Input should be less than"):
+        load_recipe(_tiny(kind), ["model.cell.forget_bias=1e39"])
+    assert load_recipe(_tiny(kind), ["model.cell.forget_bias=-2.5"]).model.cell.forget_bias == -2.5

@@ -45,6 +45,8 @@ class _CellBase(BaseModel):
         return []
 
 
+# A bias is stored in float32 (where 1e39 is inf); the sigmoid saturates long before ±100.
+_BIAS_RANGE = {"ge": -100.0, "le": 100.0}
 _FORGET_BIAS = (
     "Total forget-gate bias (b_ih + b_hh) at init; null keeps torch's U(±1/sqrt(hidden_dim)) init."
 )
@@ -59,7 +61,7 @@ class LSTMConfig(_CellBase):
 
     kind: Literal["lstm"] = Field(default="lstm", description="Cell registry key.")
     hidden_dim: Int = Field(gt=0, le=MAX_SIZE, description="Hidden and cell state size H.")
-    forget_bias: Float | None = Field(default=None, description=_FORGET_BIAS)
+    forget_bias: Float | None = Field(default=None, **_BIAS_RANGE, description=_FORGET_BIAS)
     capped_input_gate: bool = Field(default=False, description=_CAPPED)
 
 
@@ -86,7 +88,7 @@ class MogrifierConfig(_CellBase):
         lt=1.0,
         description="Probability of locked dropout on h_{t-1} before the rounds (the official code's state dropout).",
     )
-    forget_bias: Float | None = Field(default=None, description=_FORGET_BIAS)
+    forget_bias: Float | None = Field(default=None, **_BIAS_RANGE, description=_FORGET_BIAS)
     capped_input_gate: bool = Field(default=False, description=_CAPPED)
 
 
@@ -98,7 +100,9 @@ class MultiplicativeConfig(_CellBase):
     )
     hidden_dim: Int = Field(gt=0, le=MAX_SIZE, description="Hidden and cell state size H.")
     forget_bias: Float = Field(
-        default=3.0, description="Forget-gate bias at init (3.0 as in Krause et al.'s code)."
+        default=3.0,
+        **_BIAS_RANGE,
+        description="Forget-gate bias at init (3.0 as in Krause et al.'s code).",
     )
     weight_norm: bool = Field(
         default=False,
