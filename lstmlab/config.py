@@ -182,12 +182,10 @@ class ModelConfig(Frozen):
         problems = []
         if positions and self.slstm is None:
             problems.append(
-                "slstm_at names sLSTM layers: set model.slstm (the sLSTM block's config)"
+                "slstm_at names sLSTM layers: set model.slstm (the sLSTM blocks' config)"
             )
         if self.slstm is not None and self.slstm.hidden_dim != self.cell.hidden_dim:
-            problems.append(
-                "model.slstm.hidden_dim must equal model.cell.hidden_dim (one residual width)"
-            )
+            problems.append("slstm.hidden_dim must equal cell.hidden_dim (one residual stream)")
         if (
             self.output_from == "sum"
             and self.tie_weights
@@ -203,8 +201,8 @@ class ModelConfig(Frozen):
         if self.dropout.weight:
             refusing = sorted({c.kind for _, c in layers if not c.accepts_weight_dropout})
             problems += [
-                f"{kind} has no recurrent weight matrix for model.dropout.weight (DropConnect) to "
-                f"act on; set model.dropout.weight: 0 (use model.cell.dropout)"
+                f"{kind} has no recurrent weight matrix for dropout.weight (DropConnect) to "
+                f"act on; set dropout.weight: 0 (the cell's own `dropout` is the alternative)"
                 for kind in refusing
             ]
         for index, config in layers:

@@ -196,9 +196,9 @@ CROSS_FIELD = [
     (
         "mlstm",
         ["model.slstm_at=[1]", "model.slstm={kind: slstm, hidden_dim: 128}"],
-        "model.slstm.hidden_dim must equal model.cell.hidden_dim",
+        "model: slstm.hidden_dim must equal cell.hidden_dim",
     ),
-    ("mlstm", ["model.slstm_at=[1]"], "slstm_at names sLSTM layers"),
+    ("mlstm", ["model.slstm_at=[1]"], "model: slstm_at names sLSTM layers: set model.slstm"),
     ("mlstm", ["model.slstm_at=xLSTM[1:2]"], "needs num_layers to be a multiple of 3"),
     ("mlstm", ["model.cell.proj_factor=1e300"], "model.cell.proj_factor"),
 ]
