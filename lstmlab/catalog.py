@@ -5,18 +5,31 @@ recipes from `recipes/**/*.yaml`, so a new cell or recipe shows up without a
 code change. Parameter counts build the model on PyTorch's meta device (shapes
 only, no memory, no init cost), with the vocabulary of the prepared corpus
 when there is one, else the known size of the standard corpora.
+
+The recipe schema documents itself from the same data: `commented_yaml` writes a
+resolved recipe with each key's description, type and default above it, and
+`recipe_reference` writes docs/recipe-reference.md. Regenerate that file with
+
+    python -m lstmlab.catalog > docs/recipe-reference.md
 """
 
 from __future__ import annotations
 
+import textwrap
+import typing
 from dataclasses import dataclass
 from pathlib import Path
+from types import NoneType, UnionType
 
+import annotated_types
+import yaml
 from pydantic import BaseModel, ValidationError
+from pydantic.fields import FieldInfo
 
 from lstmlab.cells import CELLS
+from lstmlab.cells.configs import CELL_CONFIGS
 from lstmlab.compare import budget_text, cell_names
-from lstmlab.config import ModelConfig, load_recipe
+from lstmlab.config import ModelConfig, RunConfig, load_recipe
 from lstmlab.corpora.store import default_data_dir, open_corpus
 from lstmlab.errors import LstmlabError, UsageError
 
@@ -52,7 +65,8 @@ def vocab_size_of(corpus: str, data_dir: Path | None = None) -> int | None:
 class Hyperparameter:
     name: str
     type: str
-    default: str  # "required" when the field has no default
+    default: str  # as YAML spells it (null, false, 0.1); "required" when there is none
+    description: str = ""
 
 
 @dataclass(frozen=True)
@@ -65,18 +79,16 @@ class CellInfo:
     problem: str | None = None  # why there is no count
 
 
-def _type_name(annotation) -> str:
-    text = getattr(annotation, "__name__", None) or str(annotation)
-    return text.replace("typing.", "").replace("NoneType", "None")
-
-
 def hyperparameters(config: type[BaseModel]) -> tuple[Hyperparameter, ...]:
     out = []
     for name, info in config.model_fields.items():
         if name == "kind":
             continue
-        default = "required" if info.is_required() else repr(info.get_default())
-        out.append(Hyperparameter(name, _type_name(info.annotation), default))
+        out.append(
+            Hyperparameter(
+                name, type_text(info.annotation), default_text(info), info.description or ""
+            )
+        )
     return tuple(out)
 
 
@@ -97,7 +109,10 @@ def cell_catalog(
             )
             count = count_parameters(model, vocab_size)
         except ValidationError as exc:
-            problem = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+            problem = "; ".join(
+                f"{'.'.join(map(str, e['loc'])) or 'model'}: {e['msg'].removeprefix('Value error, ')}"
+                for e in exc.errors()
+            )
         except (ValueError, RuntimeError) as exc:
             problem = str(exc).splitlines()[0]
         doc = (spec.config.__doc__ or "").strip().splitlines()
@@ -168,6 +183,200 @@ def recipe_catalog(root: Path, data_dir: Path | None = None) -> list[RecipeInfo]
     return infos
 
 
+# ---------------------------------------------------------------- schema documentation
+
+
+def _members(annotation) -> tuple:
+    """The alternatives of a union (Optional included), else the annotation itself."""
+    if typing.get_origin(annotation) in (typing.Union, UnionType):
+        return typing.get_args(annotation)
+    return (annotation,)
+
+
+def _sections(annotation) -> tuple[type[BaseModel], ...]:
+    """The pydantic models a field can hold: one for a section, several for `cell`."""
+    return tuple(
+        m for m in _members(annotation) if isinstance(m, type) and issubclass(m, BaseModel)
+    )
+
+
+def type_text(annotation) -> str:
+    """A field's type as a recipe writer reads it: int, float, [float, float], str | null."""
+    if typing.get_origin(annotation) is typing.Annotated:
+        return type_text(typing.get_args(annotation)[0])
+    if typing.get_origin(annotation) is typing.Literal:
+        values = typing.get_args(annotation)
+        return "int" if all(isinstance(v, int) for v in values) else "str"
+    if typing.get_origin(annotation) is tuple:
+        args = typing.get_args(annotation)
+        if len(args) == 2 and args[1] is Ellipsis:
+            return f"[{type_text(args[0])}, ...]"
+        return "[" + ", ".join(type_text(a) for a in args) + "]"
+    if typing.get_origin(annotation) in (typing.Union, UnionType):
+        return " | ".join(dict.fromkeys(type_text(a) for a in typing.get_args(annotation)))
+    if annotation is NoneType:
+        return "null"
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return "section"
+    if isinstance(annotation, type) and issubclass(annotation, Path):
+        return "path"
+    return getattr(annotation, "__name__", str(annotation))
+
+
+def _yaml_scalar(value) -> str:
+    """One value as it appears after `key: ` in YAML (flow style for lists)."""
+    text = yaml.safe_dump(value, default_flow_style=True, width=10**9, allow_unicode=True)
+    return text.removesuffix("...\n").strip()
+
+
+def default_text(info: FieldInfo) -> str:
+    if info.is_required():
+        return "required"
+    default = info.get_default()
+    if isinstance(default, BaseModel):
+        return "defaults"
+    return _yaml_scalar(list(default) if isinstance(default, tuple) else default)
+
+
+def allowed_text(info: FieldInfo) -> str:
+    """The values a field accepts beyond its type: choices and bounds ("> 0", "[0, 1)")."""
+    choices = [
+        v
+        for m in _members(info.annotation)
+        if typing.get_origin(m) is typing.Literal
+        for v in typing.get_args(m)
+    ]
+    if len(choices) > 1:
+        return " | ".join(str(c) for c in choices)
+    if choices:
+        return ""  # a fixed tag (`kind`, `schema_version`): the default says it
+    low = high = None
+    for item in info.metadata:
+        if isinstance(item, annotated_types.Gt):
+            low = ("(", item.gt)
+        elif isinstance(item, annotated_types.Ge):
+            low = ("[", item.ge)
+        elif isinstance(item, annotated_types.Lt):
+            high = (")", item.lt)
+        elif isinstance(item, annotated_types.Le):
+            high = ("]", item.le)
+        elif isinstance(item, annotated_types.MinLen):
+            return f"length >= {item.min_length}"
+    if low and high:
+        return f"{low[0]}{_number(low[1])}, {_number(high[1])}{high[0]}"
+    if low:
+        return (">" if low[0] == "(" else ">=") + f" {_number(low[1])}"
+    if high:
+        return ("<" if high[0] == ")" else "<=") + f" {_number(high[1])}"
+    return ""
+
+
+def _number(x: float) -> str:
+    # The integer bounds are powers of two less one; written so, they say why they are there.
+    for bits in (31, 63):
+        if x == 2**bits - 1:
+            return f"2**{bits}-1"
+    return f"{x:_}" if isinstance(x, int) else f"{x:g}"
+
+
+def _comment(info: FieldInfo, width: int, indent: str) -> list[str]:
+    facts = [type_text(info.annotation)]
+    if not _sections(info.annotation) or info.is_required():
+        facts.append(default_text(info) if info.is_required() else f"default {default_text(info)}")
+    allowed = allowed_text(info)
+    if allowed:
+        facts.append(allowed)
+    text = f"{info.description} ({', '.join(facts)})"
+    return [
+        f"{indent}# {line}" for line in textwrap.wrap(text, width=max(40, width - len(indent) - 2))
+    ]
+
+
+def _yaml_lines(model: BaseModel, indent: str, width: int) -> list[str]:
+    data = model.model_dump(mode="json")  # paths as text, tuples as lists
+    lines = []
+    for name, info in type(model).model_fields.items():
+        value = getattr(model, name)
+        lines += _comment(info, width, indent)
+        if isinstance(value, BaseModel):
+            lines.append(f"{indent}{name}:")
+            lines += _yaml_lines(value, indent + "  ", width)
+        else:
+            lines.append(f"{indent}{name}: {_yaml_scalar(data[name])}")
+    return lines
+
+
+def commented_yaml(cfg: RunConfig, *, width: int = 100) -> str:
+    """The resolved recipe as YAML, each key preceded by `# description (type, default ...)`.
+
+    Loading the text back (`lstmlab.config.load_yaml`, then `validate`) gives `cfg` again.
+    """
+    return "\n".join(_yaml_lines(cfg, "", width)) + "\n"
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def _section_table(model: type[BaseModel]) -> list[str]:
+    lines = [
+        "| key | type | default | allowed | description |",
+        "|---|---|---|---|---|",
+    ]
+    for name, info in model.model_fields.items():
+        default = default_text(info)
+        cells = [
+            f"`{name}`",
+            type_text(info.annotation),
+            default if default in ("required", "defaults") else f"`{default}`",
+            allowed_text(info),
+            info.description or "",
+        ]
+        lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
+    return lines
+
+
+def _schema_sections(model: type[BaseModel], path: str) -> list[tuple[str, type[BaseModel]]]:
+    """(dotted path, model) of `model` and every section below it, depth first."""
+    out = [(path, model)]
+    for name, info in model.model_fields.items():
+        sections = _sections(info.annotation)
+        if len(sections) == 1:
+            out += _schema_sections(sections[0], f"{path}.{name}" if path else name)
+    return out
+
+
+def recipe_reference() -> str:
+    """The Markdown of docs/recipe-reference.md: every section and field of a recipe."""
+    lines = [
+        "# Recipe reference",
+        "",
+        "<!-- Generated from the schema (lstmlab/config.py, lstmlab/cells/configs.py);",
+        "     do not edit. Regenerate: python -m lstmlab.catalog > docs/recipe-reference.md -->",
+        "",
+        "Every key a recipe (`recipes/<corpus>/<cell>.yaml`) or a `--set key.path=value` override",
+        "can set. Unknown keys, wrong types (a `true` where a number belongs) and values outside",
+        "*allowed* are refused when the recipe is loaded, all at once, with exit code 2.",
+        "`lstmlab train RECIPE --dry-run` prints a resolved recipe with these descriptions.",
+    ]
+    for path, model in _schema_sections(RunConfig, ""):
+        lines += ["", f"## `{path or '(top level)'}`", ""]
+        if model.__doc__:
+            lines += [" ".join(model.__doc__.split()), ""]
+        lines += _section_table(model)
+        if path == "model":
+            lines += [
+                "",
+                "`model.cell` is one of the cells below, picked by its `kind`.",
+            ]
+            for config in CELL_CONFIGS:
+                kind = config.model_fields["kind"].default
+                lines += ["", f"### `model.cell` with `kind: {kind}`", ""]
+                lines += [" ".join((config.__doc__ or "").split()), ""]
+                lines += _section_table(config)
+    return "\n".join(lines) + "\n"
+
+
 def default_recipes_dir() -> Path:
     """./recipes when it exists, else the recipes/ folder beside the installed package."""
     here = Path("recipes")
@@ -181,10 +390,17 @@ __all__ = [
     "CellInfo",
     "RecipeInfo",
     "cell_catalog",
+    "commented_yaml",
     "count_parameters",
     "default_recipes_dir",
     "hyperparameters",
     "recipe_catalog",
     "recipe_files",
+    "recipe_reference",
+    "type_text",
     "vocab_size_of",
 ]
+
+
+if __name__ == "__main__":
+    print(recipe_reference(), end="")

@@ -9,17 +9,39 @@ config; derived values (vocabulary size) are arguments, never fields.
 from __future__ import annotations
 
 import contextlib
+import re
+import types
+import typing
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
-from lstmlab.cells.configs import CellConfig, SLSTMConfig, slstm_positions
+from lstmlab.cells.configs import (
+    CELL_CONFIGS,
+    MAX_SIZE,
+    CellConfig,
+    Float,
+    Int,
+    SLSTMConfig,
+    slstm_positions,
+)
 from lstmlab.errors import ConfigError
 
 SCHEMA_VERSION = 1
+
+# Counters (steps, tokens) may pass 2**31 on large corpora; torch's seeds and int64 stop at 2**63.
+MAX_COUNT = 2**63 - 1
+_PROBABILITY = {"default": 0.0, "ge": 0.0, "lt": 1.0}
 
 
 class Frozen(BaseModel):
@@ -29,63 +51,114 @@ class Frozen(BaseModel):
 class Reference(Frozen):
     """Where a recipe's values come from, and the published figure it should reach."""
 
-    source: str
-    metric: str | None = None
-    expected: float | None = None
-    notes: str | None = None
+    source: str = Field(
+        description="Where the values come from: paper, repository or command (free text)."
+    )
+    metric: str | None = Field(
+        default=None, description="The metric the expected figure is in, e.g. test_bpc."
+    )
+    expected: Float | None = Field(
+        default=None,
+        description="The published figure this recipe should reach in `metric`; null when unknown.",
+    )
+    notes: str | None = Field(
+        default=None, description="Free-text remarks (deviations from the source, caveats)."
+    )
 
 
 class DataConfig(Frozen):
-    corpus: str = Field(min_length=1)
-    data_dir: Path | None = None  # None: $LSTMLAB_DATA_DIR or ./data
-    tokenizer: str | None = (
-        None  # when set, must match the prepared corpus (char, byte, sentencepiece)
+    """Which prepared corpus to train on."""
+
+    corpus: str = Field(
+        min_length=1,
+        description="Name of the prepared corpus folder under the data dir (e.g. ptb, enwik8, builtin).",
+    )
+    data_dir: Path | None = Field(
+        default=None,
+        description="Root folder of prepared corpora; null uses $LSTMLAB_DATA_DIR, else ./data.",
+    )
+    tokenizer: str | None = Field(
+        default=None,
+        description=(
+            "Expected tokenizer of the prepared corpus (char, byte or sentencepiece); "
+            "null accepts whichever it was prepared with."
+        ),
     )
 
 
 class DropoutConfig(Frozen):
-    """AWD-LSTM's dropouts, each a probability in [0, 1).
+    """AWD-LSTM's dropouts (Merity et al. 2018), each a probability in [0, 1)."""
 
-    embedding: whole embedding rows (words/characters) dropped; input: locked dropout on the
-    first layer's input; hidden: locked dropout between layers; output: locked dropout on the
-    last layer's output; weight: DropConnect on each cell's recurrent matrix.
-    """
-
-    embedding: float = Field(default=0.0, ge=0.0, lt=1.0)
-    input: float = Field(default=0.0, ge=0.0, lt=1.0)
-    hidden: float = Field(default=0.0, ge=0.0, lt=1.0)
-    output: float = Field(default=0.0, ge=0.0, lt=1.0)
-    weight: float = Field(default=0.0, ge=0.0, lt=1.0)
+    embedding: Float = Field(
+        **_PROBABILITY,
+        description="Drops whole embedding rows (symbols) and rescales the rest.",
+    )
+    input: Float = Field(
+        **_PROBABILITY,
+        description="Locked dropout (one mask per window and stream) on the first layer's input.",
+    )
+    hidden: Float = Field(
+        **_PROBABILITY, description="Locked dropout on the output of every layer but the last."
+    )
+    output: Float = Field(
+        **_PROBABILITY, description="Locked dropout on the last layer's output, before the softmax."
+    )
+    weight: Float = Field(
+        **_PROBABILITY,
+        description=(
+            "DropConnect on each cell's recurrent weight matrix, one mask per window; "
+            "cells without one (mlstm) refuse a non-zero value."
+        ),
+    )
 
 
 class ModelConfig(Frozen):
-    embed_dim: int = Field(gt=0)
-    num_layers: int = Field(ge=1)
-    cell: CellConfig
-    dropout: DropoutConfig = DropoutConfig()
-    # AWD-LSTM ties the softmax to the embedding and makes the last layer embed_dim wide.
-    tie_weights: bool = False
-    # xLSTM stacks: a weight-only LayerNorm between the last layer and the head, and the
-    # layers built from `slstm` instead of `cell`: 0-based positions or "xLSTM[a:b]".
-    final_norm: bool = False
-    slstm: SLSTMConfig | None = None
-    slstm_at: tuple[int, ...] | str = ()
+    """The network: embedding, a stack of recurrent layers, and the softmax head."""
 
-    # What the softmax reads: the last layer's output, or the sum of every layer's (Mogrifier code).
-    output_from: Literal["last", "sum"] = "last"
+    embed_dim: Int = Field(
+        gt=0, le=MAX_SIZE, description="Width E of the symbol embedding (and of a tied softmax)."
+    )
+    num_layers: Int = Field(ge=1, le=4096, description="Number of stacked recurrent layers.")
+    cell: CellConfig = Field(
+        description="The recurrent cell of every layer; `kind` picks it (see `lstmlab cells`)."
+    )
+    dropout: DropoutConfig = Field(
+        default=DropoutConfig(), description="AWD-LSTM's dropouts, each a probability in [0, 1)."
+    )
+    tie_weights: bool = Field(
+        default=False,
+        description=(
+            "Share the embedding matrix with the softmax; the last layer is then embed_dim wide "
+            "(AWD-LSTM)."
+        ),
+    )
+    final_norm: bool = Field(
+        default=False,
+        description="Weight-only LayerNorm between the last layer and the softmax head (xLSTM stacks).",
+    )
+    slstm: SLSTMConfig | None = Field(
+        default=None,
+        description="Config of the sLSTM blocks placed at `slstm_at` in an xLSTM stack; null: none.",
+    )
+    slstm_at: tuple[Int, ...] | str = Field(
+        default=(),
+        description=(
+            'Layers built from `slstm` instead of `cell`: 0-based positions, or "xLSTM[a:b]" '
+            "(a mLSTM blocks for every b sLSTM blocks)."
+        ),
+    )
+    output_from: Literal["last", "sum"] = Field(
+        default="last",
+        description=(
+            "What the softmax reads: the last layer's output, or the sum of every layer's "
+            "(the official Mogrifier code)."
+        ),
+    )
 
-    @model_validator(mode="after")
-    def _slstm_layers(self) -> ModelConfig:
-        positions = slstm_positions(self.slstm_at, self.num_layers)
-        if positions and self.slstm is None:
-            raise ValueError(
-                "slstm_at names sLSTM layers: set model.slstm (the sLSTM block's config)"
-            )
-        if self.slstm is not None and self.slstm.hidden_dim != self.cell.hidden_dim:
-            raise ValueError(
-                "model.slstm.hidden_dim must equal model.cell.hidden_dim (one residual width)"
-            )
-        return self
+    def layer_width(self, index: int) -> int:
+        """Width of layer `index` (0-based): the cell's, but a tied last layer is embed_dim wide."""
+        last = index == self.num_layers - 1
+        return self.embed_dim if (last and self.tie_weights) else self.cell.hidden_dim
 
     def layer_config(self, index: int):
         """The cell config of layer `index` (0-based): `slstm` at `slstm_at`, else `cell`."""
@@ -94,29 +167,82 @@ class ModelConfig(Frozen):
         return self.cell
 
     @model_validator(mode="after")
-    def _sum_needs_equal_widths(self) -> ModelConfig:
+    def _buildable(self) -> ModelConfig:
+        # Every rule a layer's constructor enforces, checked here so a recipe fails at load.
+        problems = self._problems()
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self
+
+    def _problems(self) -> list[str]:
+        try:
+            positions = slstm_positions(self.slstm_at, self.num_layers)
+        except ValueError as exc:
+            return [f"slstm_at: {exc}"]
+        problems = []
+        if positions and self.slstm is None:
+            problems.append(
+                "slstm_at names sLSTM layers: set model.slstm (the sLSTM blocks' config)"
+            )
+        if self.slstm is not None and self.slstm.hidden_dim != self.cell.hidden_dim:
+            problems.append("slstm.hidden_dim must equal cell.hidden_dim (one residual stream)")
         if (
             self.output_from == "sum"
             and self.tie_weights
             and self.embed_dim != self.cell.hidden_dim
         ):
-            raise ValueError(
+            problems.append(
                 "output_from 'sum' adds every layer's output, so all layers must be equally wide; "
                 "tie_weights makes the last one embed_dim wide (set embed_dim = cell.hidden_dim or untie)"
             )
-        return self
+        if problems:
+            return problems
+        layers = [(i, self.layer_config(i)) for i in range(self.num_layers)]
+        if self.dropout.weight:
+            refusing = sorted({c.kind for _, c in layers if not c.accepts_weight_dropout})
+            problems += [
+                f"{kind} has no recurrent weight matrix for dropout.weight (DropConnect) to "
+                f"act on; set dropout.weight: 0 (the cell's own `dropout` is the alternative)"
+                for kind in refusing
+            ]
+        for index, config in layers:
+            key = "cell" if config is self.cell else "slstm"
+            width = self.layer_width(index)
+            why = ""
+            if width != config.hidden_dim:
+                why = f" (layer {index} is embed_dim = {width} wide: tie_weights)"
+            problems += [f"{key}.{p}{why}" for p in config.width_problems(width)]
+        return list(dict.fromkeys(problems))  # one line per rule, not per layer
 
 
 class OptimizerConfig(Frozen):
-    name: Literal["adam", "adamw", "sgd"] = "adam"
-    lr: float = Field(gt=0.0)
-    weight_decay: float = Field(default=0.0, ge=0.0)
-    betas: tuple[float, float] = (0.9, 0.999)
-    eps: float = Field(default=1e-8, gt=0.0)
-    momentum: float = Field(default=0.0, ge=0.0, lt=1.0)
-    # "all" decays every parameter (AWD-LSTM); "matrices" spares biases, norm weights, gains,
-    # skip vectors and the embedding (xLSTM, GPT-style AdamW).
-    decay: Literal["all", "matrices"] = "all"
+    """The optimizer and its hyperparameters."""
+
+    name: Literal["adam", "adamw", "sgd"] = Field(
+        default="adam",
+        description="adam (L2 weight decay in the gradient), adamw (decoupled decay) or sgd.",
+    )
+    lr: Float = Field(gt=0.0, description="Peak learning rate (after warm-up).")
+    weight_decay: Float = Field(
+        default=0.0,
+        ge=0.0,
+        description="Weight decay coefficient applied to the parameters `decay` selects.",
+    )
+    betas: tuple[Float, Float] = Field(
+        default=(0.9, 0.999),
+        description="Adam's (beta1, beta2) moving-average factors, each in [0, 1).",
+    )
+    eps: Float = Field(default=1e-8, gt=0.0, description="Adam's denominator epsilon.")
+    momentum: Float = Field(
+        default=0.0, ge=0.0, lt=1.0, description="SGD momentum (sgd only), in [0, 1)."
+    )
+    decay: Literal["all", "matrices"] = Field(
+        default="all",
+        description=(
+            "Which parameters weight_decay applies to: all (AWD-LSTM), or matrices only, sparing "
+            "biases, norm weights, gains, skip vectors and the embedding (xLSTM, GPT-style AdamW)."
+        ),
+    )
 
     @model_validator(mode="after")
     def _betas_in_range(self) -> OptimizerConfig:
@@ -126,41 +252,124 @@ class OptimizerConfig(Frozen):
 
 
 class ScheduleConfig(Frozen):
-    """After `warmup_steps` of linear warm-up: constant; cosine or linear decay to min_lr_ratio x lr
-    over `decay_steps` (default: the whole step budget), then flat; step (x factor at milestones)."""
+    """The learning-rate schedule: linear warm-up, then constant, cosine, linear or step."""
 
-    name: Literal["constant", "cosine", "linear", "step"] = "constant"
-    warmup_steps: int = Field(default=0, ge=0)
-    min_lr_ratio: float = Field(default=0.0, ge=0.0, le=1.0)
-    decay_steps: int | None = Field(default=None, gt=0)
-    milestones_epochs: tuple[float, ...] = ()
-    factor: float = Field(default=0.1, gt=0.0)
+    name: Literal["constant", "cosine", "linear", "step"] = Field(
+        default="constant",
+        description=(
+            "After warm-up: constant; cosine or linear decay to min_lr_ratio x lr over decay_steps, "
+            "then flat; step: x factor at each of milestones_epochs."
+        ),
+    )
+    warmup_steps: Int = Field(
+        default=0, ge=0, le=MAX_COUNT, description="Steps of linear warm-up from 0 to lr."
+    )
+    min_lr_ratio: Float = Field(
+        default=0.0,
+        ge=0.0,
+        le=1.0,
+        description="Final learning rate of cosine/linear decay, as a fraction of lr.",
+    )
+    decay_steps: Int | None = Field(
+        default=None,
+        gt=0,
+        le=MAX_COUNT,
+        description="Steps of cosine/linear decay after warm-up; null: the whole step budget.",
+    )
+    milestones_epochs: tuple[Float, ...] = Field(
+        default=(),
+        description="Epochs (fractions allowed) at which `step` multiplies lr by factor.",
+    )
+    factor: Float = Field(
+        default=0.1, gt=0.0, description="Multiplier applied to lr at each milestone (step only)."
+    )
 
 
 class TrainConfig(Frozen):
-    batch_size: int = Field(gt=0)
-    bptt: int = Field(gt=0)
-    optimizer: OptimizerConfig
-    schedule: ScheduleConfig = ScheduleConfig()
-    grad_clip: float | None = Field(default=None, gt=0.0)
-    # Budgets: training stops at the first one reached; at least one must be set.
-    max_steps: int | None = Field(default=None, gt=0)
-    max_tokens: int | None = Field(default=None, gt=0)
-    max_minutes: float | None = Field(default=None, gt=0.0)
-    max_epochs: float | None = Field(default=None, gt=0.0)
-    eval_every: int = Field(
-        default=200, gt=0
-    )  # steps between validations (each also saves last.pt)
-    checkpoint_every: int | None = Field(default=None, gt=0)  # extra last.pt saves, in steps
-    eval_tokens: int | None = Field(default=None, gt=0)  # cap on valid tokens per periodic check
-    log_every: int = Field(default=10, gt=0)
-    # mean: per-token mean. window_sum: summed over the window, mean over the batch (= bptt x mean),
-    # as LAMB/Mogrifier train; their grad_clip and weight_decay values then apply unchanged.
-    loss: Literal["mean", "window_sum"] = "mean"
-    on_nonfinite: Literal["stop", "skip"] = "stop"
-    # Mixed precision by autocast (fp16 with a grad scaler, CUDA only); state stays float32.
-    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
-    compile: bool = False  # wrap the model in torch.compile for the training step
+    """Batching, optimisation, budgets, validation and checkpointing of a training run."""
+
+    batch_size: Int = Field(
+        gt=0, le=MAX_SIZE, description="Parallel streams per step (rows of the batch)."
+    )
+    bptt: Int = Field(
+        gt=0, le=MAX_SIZE, description="Window length in tokens of truncated backpropagation."
+    )
+    optimizer: OptimizerConfig = Field(description="The optimizer and its hyperparameters.")
+    schedule: ScheduleConfig = Field(
+        default=ScheduleConfig(), description="The learning-rate schedule."
+    )
+    grad_clip: Float | None = Field(
+        default=None,
+        gt=0.0,
+        description="Clip the global gradient L2 norm to this; null: no clipping.",
+    )
+    max_steps: Int | None = Field(
+        default=None,
+        gt=0,
+        le=MAX_COUNT,
+        description="Budget in optimizer steps. Training stops at the first budget reached; set at least one.",
+    )
+    max_tokens: Int | None = Field(
+        default=None,
+        gt=0,
+        le=MAX_COUNT,
+        description="Budget in training tokens (batch_size x bptt per step).",
+    )
+    max_minutes: Float | None = Field(
+        default=None,
+        gt=0.0,
+        le=1e9,
+        description=(
+            "Budget in minutes of training-step time (validation and checkpoint saves "
+            "excluded), summed over resumed sessions."
+        ),
+    )
+    max_epochs: Float | None = Field(
+        default=None,
+        gt=0.0,
+        le=1e9,
+        description="Budget in passes over the training split (fractions allowed).",
+    )
+    eval_every: Int = Field(
+        default=200,
+        gt=0,
+        le=MAX_COUNT,
+        description="Steps between validations; each also saves last.pt (and best.pt when improved).",
+    )
+    checkpoint_every: Int | None = Field(
+        default=None,
+        gt=0,
+        le=MAX_COUNT,
+        description="Extra saves of last.pt every this many steps; null: only at validations.",
+    )
+    eval_tokens: Int | None = Field(
+        default=None,
+        gt=0,
+        le=MAX_COUNT,
+        description="Cap on validation tokens per periodic check; null scores the whole split.",
+    )
+    log_every: Int = Field(
+        default=10, gt=0, le=MAX_COUNT, description="Steps between lines in metrics.jsonl."
+    )
+    loss: Literal["mean", "window_sum"] = Field(
+        default="mean",
+        description=(
+            "mean: per-token mean; window_sum: summed over the window, mean over the batch "
+            "(= bptt x mean), as LAMB/Mogrifier train, so their grad_clip and weight_decay apply unchanged."
+        ),
+    )
+    on_nonfinite: Literal["stop", "skip"] = Field(
+        default="stop",
+        description="On a NaN/inf loss or gradient: stop the run (keeping its checkpoints), or skip the step.",
+    )
+    precision: Literal["fp32", "bf16", "fp16"] = Field(
+        default="fp32",
+        description="Autocast precision of the step (fp16 with a grad scaler, CUDA only); the state stays float32.",
+    )
+    compile: bool = Field(
+        default=False,
+        description="Wrap the model in torch.compile for the training step (needs a C++ compiler).",
+    )
 
     @model_validator(mode="after")
     def _has_budget(self) -> TrainConfig:
@@ -170,69 +379,195 @@ class TrainConfig(Frozen):
 
 
 class DynamicEvalConfig(Frozen):
-    """Dynamic evaluation (Krause et al. 2018, arXiv:1709.07432); defaults: the authors' code.
+    """Dynamic evaluation (Krause et al. 2018, arXiv:1709.07432); defaults: the authors' code."""
 
-    lr: η; decay: λ (pull back toward the trained weights); eps: ε in ∇/(RMS + ε);
-    segment_len: tokens scored before each update (batch 1); ms_batch_size and
-    ms_tokens: streams and training-token cap (None = whole split) for the RMS statistics.
-    """
-
-    lr: float = Field(default=5e-5, ge=0.0)
-    decay: float = Field(default=2e-3, ge=0.0, le=1.0)
-    eps: float = Field(default=2e-5, gt=0.0)
-    segment_len: int = Field(default=5, gt=0)
-    ms_batch_size: int = Field(default=100, gt=0)
-    ms_tokens: int | None = Field(default=None, gt=0)
+    lr: Float = Field(
+        default=5e-5, ge=0.0, description="Step size η of the RMS-normalised updates."
+    )
+    decay: Float = Field(
+        default=2e-3,
+        ge=0.0,
+        le=1.0,
+        description="λ: each update pulls the weights back toward the trained ones by this fraction.",
+    )
+    eps: Float = Field(default=2e-5, gt=0.0, description="ε in ∇ / (RMS + ε).")
+    segment_len: Int = Field(
+        default=5, gt=0, le=MAX_SIZE, description="Tokens scored before each update (one stream)."
+    )
+    ms_batch_size: Int = Field(
+        default=100,
+        gt=0,
+        le=MAX_SIZE,
+        description="Streams used to gather the gradients' RMS statistics on the training split.",
+    )
+    ms_tokens: Int | None = Field(
+        default=None,
+        gt=0,
+        le=MAX_COUNT,
+        description="Training tokens read for the RMS statistics; null: the whole split.",
+    )
 
 
 class EvalConfig(Frozen):
-    batch_size: int = Field(default=16, gt=0)  # parallel streams; the remainder is scored too
-    bptt: int = Field(default=256, gt=0)
-    temperature: float = Field(default=1.0, gt=0.0)  # softmax temperature at evaluation
-    # Also search the temperature on valid and report test bpc with it (LAMB/Mogrifier practice).
-    tune_temperature: bool = False
-    dynamic: DynamicEvalConfig = DynamicEvalConfig()  # used by `lstmlab eval --dynamic`
+    """How `lstmlab eval` scores a run (validation during training uses train.* sizes)."""
+
+    batch_size: Int = Field(
+        default=16, gt=0, le=MAX_SIZE, description="Parallel streams; the remainder is scored too."
+    )
+    bptt: Int = Field(
+        default=256, gt=0, le=MAX_SIZE, description="Tokens per forward window while scoring."
+    )
+    temperature: Float = Field(
+        default=1.0, gt=0.0, description="Softmax temperature at evaluation (1 = none)."
+    )
+    tune_temperature: bool = Field(
+        default=False,
+        description="Also search the temperature on valid and report test bpc with it (LAMB/Mogrifier practice).",
+    )
+    dynamic: DynamicEvalConfig = Field(
+        default=DynamicEvalConfig(),
+        description="Settings of dynamic evaluation, used by `lstmlab eval --dynamic`.",
+    )
 
 
 class RunConfig(Frozen):
-    schema_version: Literal[1] = SCHEMA_VERSION
-    name: str | None = None
-    reference: Reference | None = None
-    seed: int = 0
-    data: DataConfig
-    model: ModelConfig
-    train: TrainConfig
-    eval: EvalConfig = EvalConfig()
+    """A complete recipe: everything a run depends on."""
+
+    schema_version: Literal[1] = Field(
+        default=SCHEMA_VERSION, description="Version of this schema; always 1."
+    )
+    name: str | None = Field(
+        default=None, description="Run folder name under runs/; null: the recipe file's name."
+    )
+    reference: Reference | None = Field(
+        default=None, description="Where the values come from and the figure to expect."
+    )
+    seed: Int = Field(
+        default=0,
+        ge=0,
+        le=MAX_COUNT,
+        description="Seed of every random number generator (init, dropout, batch order).",
+    )
+    data: DataConfig = Field(description="Which prepared corpus to train on.")
+    model: ModelConfig = Field(description="The network.")
+    train: TrainConfig = Field(description="How to train it.")
+    eval: EvalConfig = Field(default=EvalConfig(), description="How `lstmlab eval` scores it.")
+
+    @field_validator("schema_version", mode="before")
+    @classmethod
+    def _an_int(cls, value: Any) -> Any:
+        # A Literal compares with ==, so `true` and 1.0 would pass as 1; a number must be one.
+        if type(value) is not int:
+            raise ValueError(f"must be the integer {SCHEMA_VERSION}")
+        return value
 
     def to_dict(self) -> dict:
         return self.model_dump(mode="json")
 
 
-# Fields that define the network's shape: a resumed run takes them from its checkpoint.
-ARCHITECTURE_KEYS = ("model",)
+# ---------------------------------------------------------------- errors
+
+
+def _unwrap(annotation) -> tuple[type[BaseModel], ...]:
+    """The pydantic models an annotation can hold (through Optional and unions)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return (annotation,)
+    return tuple(m for arg in typing.get_args(annotation) for m in _unwrap(arg))
+
+
+_CELL_BY_KIND = {c.model_fields["kind"].default: c for c in CELL_CONFIGS}
+
+
+def _shown_location(loc: tuple) -> str:
+    """'model.cell.hidden_dim' for pydantic's ('model', 'cell', 'lstm', 'hidden_dim').
+
+    A discriminated union puts the member's tag after the field; the tags are hidden by
+    walking the schema alongside the location, so a user key that happens to spell a tag
+    stays shown.
+    """
+    shown, models, tagged, member_tag = [], (RunConfig,), False, False
+    for part in loc:
+        if tagged and part in _CELL_BY_KIND:
+            models, tagged = (_CELL_BY_KIND[part],), False
+            continue
+        if member_tag and isinstance(part, str):
+            member_tag = False  # e.g. 'tuple[int, ...]' after slstm_at: the member tried
+            continue
+        shown.append(str(part))
+        field = next((m.model_fields[part] for m in models if part in m.model_fields), None)
+        tagged = field is not None and field.discriminator is not None
+        member_tag = field is not None and _is_plain_union(field.annotation)
+        models = _unwrap(field.annotation) if field is not None else ()
+    return ".".join(shown)
+
+
+def _is_plain_union(annotation) -> bool:
+    """A union of two or more non-model types: pydantic names the member in error locations."""
+    members = [a for a in typing.get_args(annotation) if a is not type(None)]
+    origin = typing.get_origin(annotation)
+    return (
+        origin in (typing.Union, types.UnionType)
+        and len(members) > 1
+        and not any(isinstance(m, type) and issubclass(m, BaseModel) for m in members)
+    )
 
 
 def _format_errors(exc: ValidationError, where: str) -> str:
     lines = []
     for err in exc.errors():
-        loc = ".".join(str(p) for p in err["loc"] if not (isinstance(p, str) and p in _UNION_TAGS))
+        loc = _shown_location(err["loc"]) or "(top level)"
         msg = err["msg"]
         if err["type"] == "extra_forbidden":
             msg = "unknown key"
         elif err["type"] == "missing":
             msg = "required key is missing"
-        lines.append(f"{where}: {loc or '(top level)'}: {msg}")
+        elif err["type"] == "value_error":
+            msg = msg.removeprefix("Value error, ")
+        lines += [f"{where}: {loc}: {line}" for line in msg.splitlines()]
     return "\n".join(lines)
 
 
-_UNION_TAGS: set[str] = set()
+# ---------------------------------------------------------------- YAML
 
 
-def _register_union_tags() -> None:
-    # pydantic puts the discriminator value ("lstm") into error locations; hide it.
-    from lstmlab.cells.configs import CELL_KINDS
+class DuplicateKeyError(yaml.YAMLError):
+    def __init__(self, key: Any, first: int, second: int) -> None:
+        super().__init__(f"key {key!r} appears twice (lines {first} and {second})")
+        self.key, self.first, self.second = key, first, second
 
-    _UNION_TAGS.update(CELL_KINDS)
+
+class RecipeLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, stricter where a recipe could be misread.
+
+    A key given twice in one mapping is an error, not the last value silently winning;
+    floats with an exponent and no dot (`3e-4`) are floats, as in YAML 1.2, not strings.
+    """
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[Any, int] = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue  # `<<:` merges are allowed to be overridden
+                key = self.construct_object(key_node, deep=True)
+                line = key_node.start_mark.line + 1
+                with contextlib.suppress(TypeError):  # unhashable: the base class reports it
+                    if key in seen:
+                        raise DuplicateKeyError(key, seen[key], line)
+                    seen[key] = line
+        return super().construct_mapping(node, deep)
+
+
+RecipeLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."),
+)
+
+
+def load_yaml(text: str) -> Any:
+    """Parse YAML text with `RecipeLoader` (duplicate keys refused, 3e-4 a float)."""
+    return yaml.load(text, Loader=RecipeLoader)  # noqa: S506 (a SafeLoader subclass)
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
@@ -244,7 +579,7 @@ def parse_override(text: str) -> tuple[list[str], Any]:
             f"override {text!r} is not of the form key.path=value", hint="e.g. --set train.lr=3e-4"
         )
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        value = load_yaml(raw) if raw.strip() else ""
     except yaml.YAMLError:
         value = raw
     if isinstance(value, str):
@@ -288,7 +623,11 @@ def read_yaml(path: Path) -> dict:
     except UnicodeDecodeError:
         raise ConfigError(f"recipe {path} is not UTF-8 text") from None
     try:
-        data = yaml.safe_load(text)
+        data = load_yaml(text)
+    except DuplicateKeyError as exc:
+        raise ConfigError(
+            f"recipe {path}: {exc}", hint="keep one of them: a later one would silently win"
+        ) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
@@ -301,8 +640,6 @@ def read_yaml(path: Path) -> dict:
 
 
 def validate(data: Mapping, where: str = "recipe") -> RunConfig:
-    if not _UNION_TAGS:
-        _register_union_tags()
     if not isinstance(data, Mapping):
         raise ConfigError(f"{where}: must be a mapping of sections (data, model, train, ...)")
     try:
@@ -323,11 +660,12 @@ def load_recipe(path: Path | str, overrides: Iterable[str] = ()) -> RunConfig:
 
 
 __all__ = [
-    "ARCHITECTURE_KEYS",
     "DataConfig",
     "DropoutConfig",
     "DynamicEvalConfig",
     "EvalConfig",
+    "MAX_COUNT",
+    "MAX_SIZE",
     "ModelConfig",
     "OptimizerConfig",
     "Reference",
@@ -336,6 +674,7 @@ __all__ = [
     "TrainConfig",
     "apply_overrides",
     "load_recipe",
+    "load_yaml",
     "parse_override",
     "validate",
 ]

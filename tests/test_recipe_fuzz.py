@@ -6,9 +6,12 @@ Never a traceback: through the library (`load_recipe`) and through the CLI
 
 from __future__ import annotations
 
+import typing
+
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from pydantic import BaseModel
 from typer.testing import CliRunner
 
 from lstmlab.cli.app import app
@@ -163,3 +166,79 @@ def test_apply_overrides_never_mutates_its_input():
         TINY_RECIPE, ["train.optimizer.lr=5", "model.cell.hidden_dim=3", "new.section=1"]
     )
     assert yaml.safe_dump(TINY_RECIPE) == before
+
+
+def _number_fields(model, prefix=""):
+    """(dotted path, int or float) of every number field of the schema, sections included."""
+    for name, info in model.model_fields.items():
+        path = f"{prefix}{name}"
+        annotation = info.annotation
+        for arg in typing.get_args(annotation) or (annotation,):
+            base = typing.get_args(arg)[0] if typing.get_origin(arg) is typing.Annotated else arg
+            if base in (int, float):
+                yield path, base
+                break
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            yield from _number_fields(annotation, f"{path}.")
+
+
+NUMBER_TYPES = dict(_number_fields(RunConfig)) | {"model.cell.hidden_dim": int}
+NUMBER_FIELDS = sorted(NUMBER_TYPES)
+INT_FIELDS = sorted(p for p, t in NUMBER_TYPES.items() if t is int)
+
+
+def test_the_number_field_list_is_not_empty():
+    assert {"seed", "train.batch_size", "train.optimizer.lr", "model.dropout.weight"} <= set(
+        NUMBER_FIELDS
+    )
+    assert {"seed", "train.batch_size", "model.num_layers", "eval.dynamic.segment_len"} <= set(
+        INT_FIELDS
+    )
+
+
+@FUZZ
+@given(path=st.sampled_from(NUMBER_FIELDS), value=st.sampled_from(["true", "false", "yes", "on"]))
+def test_a_bool_is_never_a_number(tmp_path, path, value):
+    recipe = tmp_path / "ok.yaml"
+    recipe.write_text(yaml.safe_dump(TINY_RECIPE), encoding="utf-8")
+    try:
+        load_recipe(recipe, [f"{path}={value}"])
+    except ConfigError as exc:
+        assert f": {path}: " in exc.message, exc.message
+    else:
+        raise AssertionError(f"{path}={value} was accepted")
+
+
+@FUZZ
+@given(path=st.sampled_from(INT_FIELDS), value=st.integers(2**63, 2**70))
+def test_a_huge_integer_fails_at_load(tmp_path, path, value):
+    """torch takes at most int64: a larger integer is refused by the recipe, never by torch."""
+    recipe = tmp_path / "ok.yaml"
+    recipe.write_text(yaml.safe_dump(TINY_RECIPE), encoding="utf-8")
+    try:
+        load_recipe(recipe, [f"{path}={value}"])
+    except ConfigError as exc:
+        assert f": {path}: " in exc.message, exc.message
+    else:
+        raise AssertionError(f"{path}={value} was accepted")
+
+
+@FUZZ
+@given(
+    key=st.sampled_from(KEYS),
+    first=st.integers(0, 9),
+    second=st.integers(0, 9),
+    nested=st.booleans(),
+)
+def test_a_repeated_key_is_always_named(tmp_path, key, first, second, nested):
+    body = f"{key}: {first}\nother: 1\n{key}: {second}\n"
+    text = "model:\n" + "".join(f"  {line}\n" for line in body.splitlines()) if nested else body
+    recipe = tmp_path / "dup.yaml"
+    recipe.write_text(text, encoding="utf-8")
+    try:
+        load_recipe(recipe)
+    except ConfigError as exc:
+        lines = (2, 4) if nested else (1, 3)
+        assert f"'{key}' appears twice (lines {lines[0]} and {lines[1]})" in exc.message
+    else:
+        raise AssertionError("a duplicate key was accepted")

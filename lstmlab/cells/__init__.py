@@ -33,15 +33,24 @@ class CellSpec:
     module: type[RecurrentCell]
     paper: str
 
+    @property
+    def kind(self) -> str:
+        """The registry key: the `kind` of the config (its recipe spelling)."""
+        return self.config.model_fields["kind"].default
 
-CELLS: Mapping[str, CellSpec] = MappingProxyType(
-    {
-        "lstm": CellSpec(LSTMConfig, LSTMCell, "Hochreiter & Schmidhuber 1997; Gers et al. 2000"),
-        "mogrifier": CellSpec(MogrifierConfig, MogrifierCell, "arXiv:1909.01792"),
-        "multiplicative": CellSpec(MultiplicativeConfig, MultiplicativeCell, "arXiv:1609.07959"),
-        "mlstm": CellSpec(MLSTMConfig, MLSTMCell, "Beck et al. 2024, arXiv:2405.04517"),
-        "slstm": CellSpec(SLSTMConfig, SLSTMCell, "Beck et al. 2024, arXiv:2405.04517"),
-    }
+
+def _registry(*specs: CellSpec) -> Mapping[str, CellSpec]:
+    return MappingProxyType({spec.kind: spec for spec in specs})
+
+
+# One line per cell. Its config must also be in `configs.CELL_CONFIGS` (which builds the
+# recipe union without importing torch); tests/cells/test_registry.py checks both agree.
+CELLS: Mapping[str, CellSpec] = _registry(
+    CellSpec(LSTMConfig, LSTMCell, "Hochreiter & Schmidhuber 1997; Gers et al. 2000"),
+    CellSpec(MogrifierConfig, MogrifierCell, "arXiv:1909.01792"),
+    CellSpec(MultiplicativeConfig, MultiplicativeCell, "arXiv:1609.07959"),
+    CellSpec(MLSTMConfig, MLSTMCell, "Beck et al. 2024, arXiv:2405.04517"),
+    CellSpec(SLSTMConfig, SLSTMCell, "Beck et al. 2024, arXiv:2405.04517"),
 )
 
 

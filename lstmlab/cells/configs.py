@@ -1,89 +1,236 @@
 """Typed hyperparameters of every cell, one frozen pydantic model per registry key.
 
 They live apart from the cell modules so the recipe schema can be validated
-without building a network. `kind` is the discriminator of the `CellConfig`
-union and equals the cell's registry key.
+without building a network (this module imports no torch). `kind` is the
+discriminator of the `CellConfig` union and equals the cell's registry key.
+`CELL_CONFIGS` is the one list of cell configs: the union, `CELL_KINDS` and the
+registry's keys all derive from it. Every field carries its description as
+data (shown by `lstmlab cells`, `train --dry-run` and docs/recipe-reference.md),
+and every rule a cell's constructor enforces is stated here (`width_problems`,
+`accepts_weight_dropout`) so that `ModelConfig` checks it at load time.
 """
 
 from __future__ import annotations
 
+import math
 import re
-from typing import Annotated, Literal, Union
+from typing import Annotated, ClassVar, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, Strict
+
+# Integers and floats are strict: YAML's `true` is not 1 and "256" is not 256. A float
+# field still takes an int (`lr: 1`). Sizes stay within what torch indexes with int32.
+Int = Annotated[int, Strict()]
+Float = Annotated[float, Strict()]
+MAX_SIZE = 2**31 - 1
+
+
+def round_up(x: float, multiple: int = 64) -> int:
+    """The smallest multiple of `multiple` that is >= x (xLSTM's widths)."""
+    return int(math.ceil(x / multiple) * multiple)
 
 
 class _CellBase(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
+    # Whether model.dropout.weight (DropConnect on a recurrent matrix) has a matrix to act on.
+    accepts_weight_dropout: ClassVar[bool] = True
+
+    def width_problems(self, width: int) -> list[str]:
+        """What its constructor would refuse in this cell built `width` wide.
+
+        `ModelConfig` asks for every layer's real width (a tied last layer is embed_dim
+        wide, whatever hidden_dim says), so a recipe fails at load, never at build.
+        """
+        return []
+
+
+# A bias is stored in float32 (where 1e39 is inf); the sigmoid saturates long before ±100.
+_BIAS_RANGE = {"ge": -100.0, "le": 100.0}
+_FORGET_BIAS = (
+    "Total forget-gate bias (b_ih + b_hh) at init; null keeps torch's U(±1/sqrt(hidden_dim)) init."
+)
+_CAPPED = (
+    "Couple the input gate to the forget gate, c_t = f*c + min(i, 1-f)*g, as every "
+    "Mogrifier/LAMB model does; false keeps torch.nn.LSTM's exact maths."
+)
+
 
 class LSTMConfig(_CellBase):
     """LSTM with forget gate (torch.nn.LSTM's equations and parameter layout)."""
 
-    kind: Literal["lstm"] = "lstm"
-    hidden_dim: int = Field(gt=0)
-    # None keeps torch's U(±1/sqrt(d)) init; a number sets the forget gate's total bias.
-    forget_bias: float | None = None
-    # c_t = f*c + min(i, 1-f)*g, as in every Mogrifier/LAMB model; off keeps torch-exact maths.
-    capped_input_gate: bool = False
+    kind: Literal["lstm"] = Field(default="lstm", description="Cell registry key.")
+    hidden_dim: Int = Field(gt=0, le=MAX_SIZE, description="Hidden and cell state size H.")
+    forget_bias: Float | None = Field(default=None, **_BIAS_RANGE, description=_FORGET_BIAS)
+    capped_input_gate: bool = Field(default=False, description=_CAPPED)
 
 
 class MogrifierConfig(_CellBase):
     """Mogrifier LSTM (Melis et al. 2020): `rounds` of mutual gating of x and h before an `lstm` update."""
 
-    kind: Literal["mogrifier"] = "mogrifier"
-    hidden_dim: int = Field(gt=0)
-    rounds: int = Field(default=5, ge=0)  # 0 is exactly `lstm`
-    rank: int | None = Field(default=None, gt=0)  # None: full-rank Q_j and R_j
-    # Locked dropout on h_{t-1} before the rounds (the official code's "state dropout").
-    state_dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
-    forget_bias: float | None = None  # as in LSTMConfig
-    capped_input_gate: bool = False  # as in LSTMConfig
+    kind: Literal["mogrifier"] = Field(default="mogrifier", description="Cell registry key.")
+    hidden_dim: Int = Field(gt=0, le=MAX_SIZE, description="Hidden and cell state size H.")
+    rounds: Int = Field(
+        default=5,
+        ge=0,
+        le=64,
+        description="Rounds of mutual gating of x and h_{t-1} before the LSTM update; 0 is exactly `lstm`.",
+    )
+    rank: Int | None = Field(
+        default=None,
+        gt=0,
+        le=MAX_SIZE,
+        description="Rank of the factorised round matrices Q_j and R_j; null makes them full-rank.",
+    )
+    state_dropout: Float = Field(
+        default=0.0,
+        ge=0.0,
+        lt=1.0,
+        description="Probability of locked dropout on h_{t-1} before the rounds (the official code's state dropout).",
+    )
+    forget_bias: Float | None = Field(default=None, **_BIAS_RANGE, description=_FORGET_BIAS)
+    capped_input_gate: bool = Field(default=False, description=_CAPPED)
 
 
 class MultiplicativeConfig(_CellBase):
     """Multiplicative LSTM (Krause et al. 2016); not xLSTM's matrix-memory `mlstm`."""
 
-    kind: Literal["multiplicative"] = "multiplicative"
-    hidden_dim: int = Field(gt=0)
-    forget_bias: float = 3.0  # Krause et al.'s code
-    weight_norm: bool = False  # one gain per output row of every matrix (+10 H parameters)
-    # Locked (variational) dropout on h_{t-1}, one mask per window and stream (Krause et al.).
-    state_dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
+    kind: Literal["multiplicative"] = Field(
+        default="multiplicative", description="Cell registry key."
+    )
+    hidden_dim: Int = Field(gt=0, le=MAX_SIZE, description="Hidden and cell state size H.")
+    forget_bias: Float = Field(
+        default=3.0,
+        **_BIAS_RANGE,
+        description="Forget-gate bias at init (3.0 as in Krause et al.'s code).",
+    )
+    weight_norm: bool = Field(
+        default=False,
+        description="Weight normalisation: one learnt gain per output row of every matrix (+10 H parameters).",
+    )
+    state_dropout: Float = Field(
+        default=0.0,
+        ge=0.0,
+        lt=1.0,
+        description="Probability of locked (variational) dropout on h_{t-1}, one mask per window and stream.",
+    )
 
 
 class MLSTMConfig(_CellBase):
     """xLSTM's matrix-memory mLSTM block (arXiv:2405.04517); not Krause's multiplicative LSTM."""
 
-    kind: Literal["mlstm"] = "mlstm"
-    hidden_dim: int = Field(gt=0)  # model width d: the block's residual stream
-    num_heads: int = Field(default=4, ge=1)  # must divide the inner width round_up(2d, 64)
-    proj_factor: float = Field(default=2.0, gt=0.0)  # inner width = round_up(proj_factor * d, 64)
-    conv_kernel: int = Field(default=4, ge=1)
-    # Chunk length of the chunkwise form for windows. None: max(64, head_dim // 2), measured on
-    # CPU: per-chunk state updates cost ∝ head_dim², intra-chunk scores ∝ chunk length.
-    chunk_size: int | None = Field(default=None, ge=1)
-    dropout: float = Field(default=0.0, ge=0.0, lt=1.0)  # on the block's output
+    # The block has no recurrent weight matrix: its memory is updated by outer products.
+    accepts_weight_dropout: ClassVar[bool] = False
+
+    kind: Literal["mlstm"] = Field(default="mlstm", description="Cell registry key.")
+    hidden_dim: Int = Field(
+        gt=0, le=MAX_SIZE, description="Model width d: the block's residual stream."
+    )
+    num_heads: Int = Field(
+        default=4,
+        ge=1,
+        le=MAX_SIZE,
+        description="Memory heads; must divide the inner width round_up(proj_factor * d, 64).",
+    )
+    proj_factor: Float = Field(
+        default=2.0,
+        gt=0.0,
+        le=64.0,
+        description="Up-projection factor: inner width = round_up(proj_factor * d, 64).",
+    )
+    conv_kernel: Int = Field(
+        default=4,
+        ge=1,
+        le=4096,
+        description="Width in steps of the causal convolution before q and k.",
+    )
+    chunk_size: Int | None = Field(
+        default=None,
+        ge=1,
+        le=MAX_SIZE,
+        description=(
+            "Steps per chunk of the chunkwise form used on windows; null picks max(64, head_dim // 2) "
+            "(state updates cost ∝ head_dim², intra-chunk scores ∝ chunk length)."
+        ),
+    )
+    dropout: Float = Field(
+        default=0.0, ge=0.0, lt=1.0, description="Dropout probability on the block's output."
+    )
+
+    def inner_width(self, width: int) -> int:
+        return round_up(self.proj_factor * width)
+
+    def width_problems(self, width: int) -> list[str]:
+        inner = self.inner_width(width)  # a multiple of 64, so of the q/k/v block size 4 too
+        if inner % self.num_heads:
+            return [
+                f"num_heads {self.num_heads} does not divide the mlstm inner width {inner} "
+                f"= round_up({self.proj_factor:g} * {width}, 64); pick a divisor, e.g. 4"
+            ]
+        return []
 
 
 class SLSTMConfig(_CellBase):
     """xLSTM's scalar-memory sLSTM block with its gated MLP (arXiv:2405.04517)."""
 
-    kind: Literal["slstm"] = "slstm"
-    hidden_dim: int = Field(gt=0)  # model width d: the block's residual stream
-    num_heads: int = Field(default=4, ge=1)  # must divide hidden_dim
-    forget_gate: Literal["sigmoid", "exponential"] = "sigmoid"
-    conv_kernel: int = Field(default=4, ge=1)
-    ffn_factor: float = Field(default=1.3, gt=0.0)  # gated-MLP width = round_up(ffn_factor * d, 64)
-    dropout: float = Field(default=0.0, ge=0.0, lt=1.0)  # on the cell output and the MLP output
+    kind: Literal["slstm"] = Field(default="slstm", description="Cell registry key.")
+    hidden_dim: Int = Field(
+        gt=0, le=MAX_SIZE, description="Model width d: the block's residual stream."
+    )
+    num_heads: Int = Field(
+        default=4,
+        ge=1,
+        le=MAX_SIZE,
+        description="Heads of the block-diagonal recurrence; must divide hidden_dim.",
+    )
+    forget_gate: Literal["sigmoid", "exponential"] = Field(
+        default="sigmoid",
+        description="Forget-gate activation: sigmoid, or exponential (log-space stabilised).",
+    )
+    conv_kernel: Int = Field(
+        default=4,
+        ge=1,
+        le=4096,
+        description="Width in steps of the causal convolution before the i and f gates.",
+    )
+    ffn_factor: Float = Field(
+        default=1.3,
+        gt=0.0,
+        le=64.0,
+        description="Gated-MLP width factor: MLP width = round_up(ffn_factor * d, 64).",
+    )
+    dropout: Float = Field(
+        default=0.0,
+        ge=0.0,
+        lt=1.0,
+        description="Dropout probability on the cell's output and on the MLP's output.",
+    )
 
+    def width_problems(self, width: int) -> list[str]:
+        if width % self.num_heads:
+            return [
+                f"num_heads {self.num_heads} does not divide the slstm width {width}; "
+                "pick a divisor, e.g. 4"
+            ]
+        return []
+
+
+# The one list of cells' configs, in registry order: a new cell adds its config here and
+# one line to `lstmlab.cells.CELLS` (a test checks that both agree with recipes/).
+CELL_CONFIGS: tuple[type[_CellBase], ...] = (
+    LSTMConfig,
+    MogrifierConfig,
+    MultiplicativeConfig,
+    MLSTMConfig,
+    SLSTMConfig,
+)
+
+CELL_KINDS: tuple[str, ...] = tuple(c.model_fields["kind"].default for c in CELL_CONFIGS)
 
 CellConfig = Annotated[
-    Union[LSTMConfig, MogrifierConfig, MultiplicativeConfig, SLSTMConfig, MLSTMConfig],  # noqa: UP007
+    Union[CELL_CONFIGS],  # type: ignore[valid-type]  # noqa: UP007
     Field(discriminator="kind"),
 ]
-
-CELL_KINDS: tuple[str, ...] = ("lstm", "mogrifier", "multiplicative", "slstm", "mlstm")
 
 
 def slstm_positions(slstm_at: tuple[int, ...] | str, num_layers: int) -> tuple[int, ...]:

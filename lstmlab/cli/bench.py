@@ -31,24 +31,45 @@ def _ratio(row: BenchRow, metric: str) -> str:
 def bench_cmd(
     cells: Annotated[
         str | None,
-        typer.Option(help="Comma-separated registry keys (default: every registered cell)."),
+        typer.Option(
+            help="Comma-separated registry keys.",
+            metavar="CELL,...",
+            show_default="every registered cell",
+        ),
     ] = None,
     sizes: Annotated[
-        str, typer.Option(help="Hidden sizes; the first is the reference, e.g. 512,256,1024.")
+        str,
+        typer.Option(
+            help="Hidden sizes; the first is the reference, e.g. 512,256,1024.", metavar="N,..."
+        ),
     ] = "512",
     windows: Annotated[
-        str, typer.Option(help="Windows (T); the first is the reference, e.g. 128,512,2048.")
+        str,
+        typer.Option(
+            help="Windows (T); the first is the reference, e.g. 128,512,2048.", metavar="N,..."
+        ),
     ] = "128",
-    batch_size: Annotated[int, typer.Option(help="Streams per batch (B).")] = 32,
-    steps: Annotated[int, typer.Option(help="Timed steps per figure (median; >= 10).")] = 10,
-    warmup: Annotated[int, typer.Option(help="Untimed steps before timing.")] = 3,
-    device: Annotated[str, typer.Option(help="cpu, cuda, cuda:N or auto.")] = "cpu",
+    batch_size: Annotated[int, typer.Option(help="Streams per batch (B).", metavar="INTEGER")] = 32,
+    steps: Annotated[
+        int, typer.Option(help="Timed steps per figure (median; >= 10).", metavar="INTEGER")
+    ] = 10,
+    warmup: Annotated[
+        int, typer.Option(help="Untimed steps before timing.", metavar="INTEGER")
+    ] = 3,
+    device: Annotated[
+        str,
+        typer.Option(
+            help="auto picks CUDA, then MPS, then the CPU; cuda:N picks a GPU.",
+            metavar="[auto|cpu|cuda|cuda:N]",
+        ),
+    ] = "cpu",
     threads: Annotated[
-        int | None, typer.Option(help="torch threads (default: every usable core).")
+        int | None,
+        typer.Option(help="torch threads.", metavar="INTEGER", show_default="every usable core"),
     ] = None,
-    out_dir: Annotated[Path, typer.Option(help="Folder for the JSON and markdown results.")] = Path(
-        "benchmarks/results"
-    ),
+    out_dir: Annotated[
+        Path, typer.Option(help="Folder for the JSON and markdown results.", metavar="DIR")
+    ] = Path("benchmarks/results"),
 ) -> None:
     """Benchmark every registered cell against torch.nn.LSTM; writes JSON + markdown results.
 

@@ -43,23 +43,36 @@ def compare_cmd(
     paths: Annotated[
         list[Path],
         typer.Argument(
-            help="Run folders, or folders of runs (every run inside).", show_default=False
+            help="Run folders, or folders of runs (every run inside).",
+            metavar="RUN...",
+            show_default=False,
         ),
     ],
     format: Annotated[
         Literal["table", "markdown", "csv", "json"],
-        typer.Option("--format", "-f", help="table, markdown (for a README), csv or json."),
+        typer.Option(
+            "--format",
+            "-f",
+            help="table, markdown (for a README), csv or json.",
+            metavar="[table|markdown|csv|json]",
+        ),
     ] = "table",
     plot: Annotated[
         Path | None,
-        typer.Option(help="Also write learning curves (valid bpc vs tokens and time) to this PNG."),
+        typer.Option(
+            help="Also write learning curves (valid bpc vs tokens and time) to this PNG.",
+            metavar="FILE",
+        ),
     ] = None,
     allow_mixed: Annotated[
-        bool, typer.Option(help="Compare runs trained on different corpora.")
+        bool, typer.Option(help="Compare runs trained on different corpora.", metavar="")
     ] = False,
     context: Annotated[
         bool,
-        typer.Option(help="Markdown only: start with a line naming date, machine, corpus, budget."),
+        typer.Option(
+            help="Markdown only: start with a line naming date, machine, corpus, budget.",
+            metavar="",
+        ),
     ] = False,
 ) -> None:
     """Compare runs: one row each, sorted by best valid bpc; in-progress and crashed runs are shown."""

@@ -17,7 +17,11 @@ from lstmlab.cli.options import DataDirOpt
 def recipes_cmd(
     recipes_dir: Annotated[
         Path | None,
-        typer.Option(help="Folder searched for *.yaml (default: ./recipes, else the package's)."),
+        typer.Option(
+            help="Folder searched for *.yaml.",
+            metavar="DIR",
+            show_default="./recipes, else the package's",
+        ),
     ] = None,
     data_dir: DataDirOpt = None,
 ) -> None:

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import typing
+from pathlib import Path
 
 import pytest
 import torch
 
 from lstmlab.cells import CELLS, build_layer
-from lstmlab.cells.configs import CELL_KINDS, CellConfig
+from lstmlab.cells.configs import CELL_CONFIGS, CELL_KINDS, CellConfig
+
+from support import REPO
 
 
 def _union_kinds() -> set[str]:
@@ -20,8 +23,29 @@ def _union_kinds() -> set[str]:
 def test_registry_keys_equal_config_union_kinds():
     assert set(CELLS) == _union_kinds() == set(CELL_KINDS)
     for kind, spec in CELLS.items():
-        assert spec.config.model_fields["kind"].default == kind
+        assert spec.config.model_fields["kind"].default == kind == spec.kind
         assert spec.paper
+
+
+def test_one_list_of_cell_configs_feeds_union_kinds_and_registry():
+    """Adding a cell: its module, its config (in CELL_CONFIGS) and one CELLS line."""
+    union = typing.get_args(typing.get_args(CellConfig)[0])
+    assert union == CELL_CONFIGS
+    assert tuple(spec.config for spec in CELLS.values()) == CELL_CONFIGS
+    assert tuple(CELLS) == CELL_KINDS
+    assert {p.stem for p in (REPO / "recipes" / "tiny").glob("*.yaml")} == set(CELL_KINDS)
+
+
+def test_cell_configs_need_no_network_code():
+    """configs.py imports neither torch nor a cell module: the registry imports it, not back."""
+    import ast
+
+    from lstmlab.cells import configs
+
+    tree = ast.parse(Path(configs.__file__).read_text(encoding="utf-8"))
+    imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    imported |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    assert not {m for m in imported if m and (m.startswith("torch") or m.startswith("lstmlab"))}
 
 
 def small_config(kind: str):
