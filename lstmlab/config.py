@@ -35,7 +35,7 @@ from lstmlab.cells.configs import (
     SLSTMConfig,
     slstm_positions,
 )
-from lstmlab.errors import ConfigError
+from lstmlab.errors import ConfigError, LstmlabError
 
 SCHEMA_VERSION = 1
 
@@ -459,6 +459,18 @@ class RunConfig(Frozen):
         # A Literal compares with ==, so `true` and 1.0 would pass as 1; a number must be one.
         if type(value) is not int:
             raise ValueError(f"must be the integer {SCHEMA_VERSION}")
+        return value
+
+    @field_validator("name")
+    @classmethod
+    def _a_folder_name(cls, value: str | None) -> str | None:
+        from lstmlab.runs import validate_run_name
+
+        if value is not None:
+            try:
+                validate_run_name(value)
+            except LstmlabError as exc:
+                raise ValueError(exc.message) from None
         return value
 
     def to_dict(self) -> dict:

@@ -12,6 +12,7 @@ from lstmlab.cli.bench import bench_cmd
 from lstmlab.cli.cells import cells_cmd
 from lstmlab.cli.compare import compare_cmd
 from lstmlab.cli.eval import eval_cmd
+from lstmlab.cli.options import CONTEXT_SETTINGS
 from lstmlab.cli.prepare import prepare_cmd
 from lstmlab.cli.recipes import recipes_cmd
 from lstmlab.cli.sample import sample_cmd
@@ -23,6 +24,7 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     rich_markup_mode="rich",
+    context_settings=CONTEXT_SETTINGS,
 )
 
 

@@ -29,7 +29,8 @@ err_console = Console(stderr=True, highlight=False)
 
 def fail(error: LstmlabError, exit_code: int | None = None) -> typer.Exit:
     """Print an LstmlabError as one line (plus its hint) and return the Exit to raise."""
-    err_console.print(f"[bold red]error:[/] {escape(error.message)}", soft_wrap=True)
+    for line in error.message.splitlines() or [""]:  # one `error:` line per problem
+        err_console.print(f"[bold red]error:[/] {escape(line)}", soft_wrap=True)
     if error.hint:
         err_console.print(f"[dim]hint:[/] {escape(error.hint)}", soft_wrap=True)
     return typer.Exit(error.exit_code if exit_code is None else exit_code)

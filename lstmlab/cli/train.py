@@ -311,13 +311,11 @@ def expand_recipes(paths: list[Path]) -> list[Path]:
 
 def _show_resolved(cfg) -> None:
     """Print the validated recipe with every default filled in, and its size when the corpus is prepared."""
-    import yaml
-
-    from lstmlab.catalog import count_parameters
+    from lstmlab.catalog import commented_yaml, count_parameters
     from lstmlab.errors import CorpusError
     from lstmlab.train import open_run_corpus
 
-    console.print(yaml.safe_dump(cfg.to_dict(), sort_keys=False), markup=False)
+    console.print(commented_yaml(cfg), markup=False, end="", soft_wrap=True)
     try:
         corpus = open_run_corpus(cfg)
     except CorpusError as exc:
