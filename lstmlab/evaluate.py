@@ -184,7 +184,7 @@ def evaluate_temperatures(
                 scaled = logits.unsqueeze(0) / temps.view(-1, 1, 1)  # (K, N, V)
                 target = y.reshape(1, -1, 1).expand(len(temperatures), -1, 1)  # (K, N, 1)
                 nll = -scaled.log_softmax(-1).gather(-1, target).squeeze(-1)  # (K, N)
-                # summed in float64: the totals then do not depend on how windows are cut
+                # summed in float64: totals barely depend on how windows are cut (rows=)
                 total_nats += nll.double().sum(-1).cpu()
                 total_tokens += y.numel()
                 total_chars += int(lengths[y.cpu()].sum())
