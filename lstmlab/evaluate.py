@@ -359,7 +359,11 @@ def evaluate_run(
     for name in splits:
         t0 = time.perf_counter()
         static = evaluate(
-            model, tokens[name], temperature=cfg.eval.temperature, description=f"eval {name}", **common
+            model,
+            tokens[name],
+            temperature=cfg.eval.temperature,
+            description=f"eval {name}",
+            **common,
         )
         seconds = time.perf_counter() - t0
         dyn = dyn_seconds = None

@@ -65,7 +65,9 @@ def check_sampling_args(
     if length < 0:
         raise UsageError(f"--length must be >= 0, got {length}")
     if not math.isfinite(temperature) or temperature < 0:
-        raise UsageError(f"--temperature must be a finite number >= 0 (0 = greedy), got {temperature}")
+        raise UsageError(
+            f"--temperature must be a finite number >= 0 (0 = greedy), got {temperature}"
+        )
     if top_k is not None and top_k < 1:
         raise UsageError(f"--top-k must be >= 1, got {top_k}")
     if top_p is not None and not 0.0 < top_p <= 1.0:  # also false for NaN

@@ -71,7 +71,9 @@ def resolve_checkpoint(run_or_checkpoint: Path, which: str | Path = "best") -> P
     cand = checkpoint_path(path, str(which))
     if cand.is_file():
         return cand
-    present = sorted(p.name for p in (path / CHECKPOINTS).glob("*.pt") if not p.name.startswith("."))
+    present = sorted(
+        p.name for p in (path / CHECKPOINTS).glob("*.pt") if not p.name.startswith(".")
+    )
     if not present:
         raise CheckpointError(
             f"{path} holds no checkpoint",

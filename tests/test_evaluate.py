@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from fake_checkpoints import corpus_record, make_checkpoint, tiny_corpus_at
 
 from lstmlab.checkpoint import load_for_inference
 from lstmlab.config import ModelConfig
@@ -34,7 +35,6 @@ from lstmlab.evaluate import (
 from lstmlab.model import build_model
 from lstmlab.tokenizers import CharTokenizer
 
-from fake_checkpoints import corpus_record, make_checkpoint, tiny_corpus_at
 from support import TINY_TEXT
 
 
@@ -197,7 +197,10 @@ def test_evaluate_run_finds_the_corpus_from_any_directory(run_on_corpus):
     assert report.corpus_splits == {k: v.sha256 for k, v in corpus.meta.splits.items()}
     test = report.splits["test"]
     direct = evaluate(
-        loaded.model, corpus.tokens("test"), batch_size=3, bptt=32  # TINY_RECIPE's eval
+        loaded.model,
+        corpus.tokens("test"),
+        batch_size=3,
+        bptt=32,  # TINY_RECIPE's eval
     )
     assert test.result == direct and test.seconds >= 0 and test.dynamic is None
     data = report.to_json()
@@ -319,7 +322,9 @@ def test_checkpoint_best_last_or_path_and_never_a_fallback(tmp_path, monkeypatch
     assert "best.pt" in err.value.message and "last.pt" in err.value.message
     assert err.value.hint == "pass --checkpoint last"
     assert evaluate_run(run, checkpoint="last").step == 4
-    as_path = evaluate_run(tmp_path / "elsewhere-ignored", checkpoint=str(run / "checkpoints" / "last.pt"))
+    as_path = evaluate_run(
+        tmp_path / "elsewhere-ignored", checkpoint=str(run / "checkpoints" / "last.pt")
+    )
     assert as_path.which == "last" and as_path.step == 4
     assert evaluate_run(run, checkpoint="checkpoints/last.pt").step == 4  # inside the run folder
     with pytest.raises(CheckpointError, match="does not exist"):

@@ -38,7 +38,7 @@ def test_pieces_join_to_the_prime_and_the_generated_symbols():
 
 def test_multi_byte_characters_come_out_whole(monkeypatch):
     tok = ByteTokenizer()
-    wanted = list("é☃x".encode("utf-8")) + [0xFF]  # a lone invalid byte at the end
+    wanted = list("é☃x".encode()) + [0xFF]  # a lone invalid byte at the end
     monkeypatch.setattr(gen, "generate", lambda *a, **k: iter(wanted))
     pieces = list(sample_text(_model(256), tok, "a", 5, echo=False))
     assert pieces == ["é", "☃", "x", "\ufffd"]
@@ -112,6 +112,10 @@ def test_read_prime_file_errors_are_one_line(tmp_path):
     (tmp_path / "latin1.txt").write_bytes("caf\xe9".encode("latin-1"))
     (tmp_path / "ok.txt").write_text("héllo", encoding="utf-8")
     assert read_prime_file(tmp_path / "ok.txt") == "héllo"
-    for name, needle in (("latin1.txt", "not UTF-8"), ("missing", "does not exist"), ("", "folder")):
+    for name, needle in (
+        ("latin1.txt", "not UTF-8"),
+        ("missing", "does not exist"),
+        ("", "folder"),
+    ):
         with pytest.raises(UsageError, match=needle):
             read_prime_file(tmp_path / name)

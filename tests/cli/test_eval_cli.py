@@ -5,11 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
+from fake_checkpoints import make_checkpoint, tiny_corpus_at
 from typer.testing import CliRunner
 
 from lstmlab.cli.app import app
-
-from fake_checkpoints import make_checkpoint, tiny_corpus_at
 
 runner = CliRunner()
 
@@ -40,10 +39,8 @@ def test_eval_from_another_directory_writes_the_checkpoint_step(run):
     assert result.exit_code == 0, out
     assert "(step 6)" in out and "wrote" in out
     report = json.loads((run / "eval.json").read_text())
-    assert report["step"] == 6 and report["which"] == "best" and set(report["splits"]) == {
-        "valid",
-        "test",
-    }
+    assert (report["step"], report["which"]) == (6, "best")
+    assert set(report["splits"]) == {"valid", "test"}
 
 
 def test_help_shows_the_checkpoint_choices():
