@@ -197,6 +197,19 @@ def evaluate_temperatures(
     }
 
 
+def rows_for_rank(num_tokens: int, batch_size: int, rank: int, world_size: int) -> slice:
+    """This rank's block of the B eval streams, for `evaluate(..., rows=)`; the blocks partition range(B).
+
+    B = min(batch_size, num_tokens − 1) as in `eval_windows`; blocks are as even
+    as can be, the first B mod world_size ranks holding one stream more; a rank
+    past B gets an empty block (it scores nothing and sums zeros).
+    """
+    n_streams = max(1, min(batch_size, num_tokens - 1))
+    base, extra = divmod(n_streams, world_size)
+    start = rank * base + min(rank, extra)
+    return slice(start, start + base + (rank < extra))
+
+
 def tune_temperature(
     model, valid_tokens: np.ndarray, grid: tuple[float, ...] = TEMPERATURE_GRID, **kwargs
 ) -> tuple[float, dict[float, EvalResult]]:

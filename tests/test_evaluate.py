@@ -29,6 +29,7 @@ from lstmlab.evaluate import (
     evaluate_run,
     evaluate_temperatures,
     pow2,
+    rows_for_rank,
     tune_temperature,
     write_eval,
 )
@@ -367,3 +368,12 @@ def test_write_eval_replaces_a_foreign_eval_json(run_on_corpus, foreign):
     data = json.loads(out.read_text())
     assert set(data["splits"]) == {"test"} and data["step"] == 6
     assert not list(run.glob(".eval.json.*"))  # no temporary left behind
+
+
+def test_rows_for_rank_partitions_the_streams():
+    for tokens, batch, world in ((1003, 6, 2), (1003, 6, 4), (1003, 16, 3), (4, 16, 5), (2, 8, 2)):
+        n = max(1, min(batch, tokens - 1))
+        blocks = [rows_for_rank(tokens, batch, r, world) for r in range(world)]
+        assert [i for b in blocks for i in range(n)[b]] == list(range(n))
+        sizes = [len(range(n)[b]) for b in blocks]
+        assert max(sizes) - min(sizes) <= 1
