@@ -2,16 +2,22 @@
 
 bpc = Σ NLL (nats) / (ln 2 · characters predicted), where a token's character
 count comes from the tokenizer (1 for char and byte corpora), so subword and
-character models compare fairly. Per-character perplexity = 2^bpc.
+character models compare fairly. Per-character perplexity = 2^bpc (inf past
+the float range, for a diverged model).
+
+Under DDP each rank scores a block of the eval streams (`rows=`, blocks from
+`rows_for_rank`) and the ranks' sums are one process's figures;
+`should_stop` lets a Ctrl-C end a validation between two windows.
 
 `tune_temperature` scores the whole validation split at every temperature of a
 grid in one pass (the network runs once; only the softmax is repeated), as
 the Mogrifier/LAMB evaluation does before reporting test bpc.
 
 `evaluate_run` is `lstmlab eval` as a function: a run folder (or checkpoint)
-in, an `EvalReport` out, found corpus checked against the checksums training
-recorded; `write_eval` stores it as the run's eval.json (one checkpoint's
-results, never a mix of two models).
+in, an `EvalReport` out, on the corpus the checkpoint was trained on (its
+split checksums checked against those recorded at training); `write_eval`
+stores it as the run's eval.json (one checkpoint's results, never a mix of
+two models).
 
 Shapes: N tokens in a window (B x T), V vocabulary, K temperatures.
 """
