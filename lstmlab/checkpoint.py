@@ -20,6 +20,7 @@ import hashlib
 import os
 import tempfile
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -121,14 +122,41 @@ def remove_stale_temporaries(folder: Path) -> int:
     return count
 
 
-def load_for_inference(run_or_checkpoint: Path, *, which: str = "best", device="cpu"):
-    """(model in eval mode on `device`, tokenizer, RunConfig, checkpoint path) from a run or a .pt file.
+@dataclass(frozen=True)
+class InferenceCheckpoint:
+    """A checkpoint loaded for eval/sample: the model and what names it.
 
-    Never re-reads the recipe: the architecture and vocabulary come from the checkpoint.
+    Unpacks as the classic 4-tuple `model, tokenizer, config, path`.
+    `sha256` is the checkpoint's content digest (the one verified on load), so
+    two files with the same weights and state share it; `corpus` is what
+    training recorded about its corpus ({} for old checkpoints): name, the
+    absolute folder and, from newer lstmlab, each split's sha256.
+    """
+
+    model: object
+    tokenizer: object
+    config: object
+    path: Path
+    which: str  # best, last, or "file" for a .pt named by path
+    step: int | None
+    sha256: str
+    corpus: dict
+
+    def __iter__(self):
+        return iter((self.model, self.tokenizer, self.config, self.path))
+
+
+def load_for_inference(
+    run_or_checkpoint: Path, *, which: str = "best", device="cpu"
+) -> InferenceCheckpoint:
+    """The model of a run folder's `which` checkpoint (best, last or a .pt path), or of a .pt file.
+
+    Never re-reads the recipe: the architecture and vocabulary come from the
+    checkpoint. The model is in eval mode on `device`.
     """
     from lstmlab.config import validate
     from lstmlab.model import build_model
-    from lstmlab.runs import resolve_checkpoint
+    from lstmlab.runs import CHECKPOINTS, resolve_checkpoint
     from lstmlab.tokenizers import tokenizer_from_meta
 
     path = resolve_checkpoint(run_or_checkpoint, which)
@@ -143,4 +171,18 @@ def load_for_inference(run_or_checkpoint: Path, *, which: str = "best", device="
             f"checkpoint {path} does not fit its own recipe ({exc.__class__.__name__}: {str(exc)[:120]})"
         ) from None
     model.to(device).eval()
-    return model, tokenizer, cfg, path
+    train_state = payload.get("train_state")
+    step = train_state.get("step") if isinstance(train_state, dict) else None
+    corpus = payload.get("corpus")
+    stem = path.stem if path.parent.name == CHECKPOINTS else ""
+    return InferenceCheckpoint(
+        model=model,
+        tokenizer=tokenizer,
+        config=cfg,
+        path=path,
+        which=stem if stem in ("best", "last") else "file",
+        step=step if isinstance(step, int) and not isinstance(step, bool) else None,
+        # load_checkpoint verified the stored digest equals this one and dropped it
+        sha256=content_digest(payload),
+        corpus=dict(corpus) if isinstance(corpus, dict) else {},
+    )

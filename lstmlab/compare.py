@@ -60,6 +60,8 @@ class RunRow:
     best_valid_bpc: float | None = None
     best_step: int | None = None
     test_bpc: float | None = None
+    test_step: int | None = None  # the step of the checkpoint eval.json's test bpc belongs to
+    test_stale: bool = False  # that checkpoint is older than the run's best (table: bpc*)
     valid_perplexity: float | None = None
     test_perplexity: float | None = None
     stop_reason: str | None = None
@@ -205,7 +207,7 @@ def read_run(run_dir: Path, warn: Callable[[str], None] = lambda _msg: None) -> 
     if row.curve:
         best = min(row.curve, key=lambda p: p["bpc"])
         row.best_valid_bpc, row.best_step = float(best["bpc"]), best["step"]
-        row.valid_perplexity = 2.0**row.best_valid_bpc
+        row.valid_perplexity = _pow2(row.best_valid_bpc)
     end = next((r for r in reversed(records) if r.get("kind") == "end"), None)
     row.stop_reason = end.get("reason") if end else None
     _read_eval(run_dir, row, warn)
@@ -217,18 +219,52 @@ def _num(value) -> bool:
 
 
 def _read_eval(run_dir: Path, row: RunRow, warn: Callable[[str], None]) -> None:
+    """Test bpc from eval.json and the step of the checkpoint it scored; stale if older than best."""
     path = run_dir / "eval.json"
     if not path.is_file():
         return
     try:
-        test = json.loads(path.read_text(encoding="utf-8"))["splits"]["test"]
-        bpc = float(test["bpc"])
-    except KeyError:
-        return  # evaluated on valid only
-    except (OSError, UnicodeDecodeError, ValueError, TypeError):
+        report = json.loads(path.read_text(encoding="utf-8"))
+        splits = report["splits"] if isinstance(report, dict) else None
+        if isinstance(splits, dict) and "test" not in splits:
+            return  # evaluated on valid only
+        bpc = float(splits["test"]["bpc"])
+        step = report.get("step")
+    except (OSError, UnicodeDecodeError, ValueError, TypeError, KeyError, AttributeError):
         warn(f"{path} is unreadable; test bpc left out (run `lstmlab eval {run_dir}` again)")
         return
-    row.test_bpc, row.test_perplexity = bpc, 2.0**bpc
+    row.test_bpc, row.test_perplexity = bpc, _pow2(bpc)
+    if isinstance(step, int) and not isinstance(step, bool):
+        row.test_step = step
+        row.test_stale = row.best_step is not None and step < row.best_step
+
+
+def _pow2(bpc: float) -> float:
+    """Per-character perplexity 2^bpc; inf for a diverged run's huge bpc instead of OverflowError."""
+    try:
+        return 2.0**bpc
+    except OverflowError:
+        return math.inf
+
+
+class _TestBpc(float):
+    """A test bpc that knows whether it is stale, so its table cell can carry the mark."""
+
+    stale: bool = False
+
+
+def _test_bpc(row: RunRow) -> float | None:
+    if row.test_bpc is None:
+        return None
+    value = _TestBpc(row.test_bpc)
+    value.stale = row.test_stale
+    return value
+
+
+def _test_bpc_text(value) -> str:
+    if value is None:
+        return "–"
+    return f"{value:.4f}" + ("*" if getattr(value, "stale", False) else "")
 
 
 def collect(paths: Iterable[Path], *, allow_mixed: bool = False) -> tuple[list[RunRow], list[str]]:
@@ -280,7 +316,7 @@ COLUMNS: tuple[tuple[str, str, Callable[[RunRow], object], Callable[[object], st
     ),
     ("valid bpc", "best_valid_bpc", lambda r: r.best_valid_bpc, _fixed(4)),
     ("at step", "best_step", lambda r: r.best_step, lambda v: "–" if v is None else str(v)),
-    ("test bpc", "test_bpc", lambda r: r.test_bpc, _fixed(4)),
+    ("test bpc", "test_bpc", _test_bpc, _test_bpc_text),  # * = an older checkpoint than best
     ("ppl/char", "perplexity", lambda r: r.perplexity, _fixed(3)),
 )
 
@@ -311,10 +347,14 @@ def to_markdown(rows: Sequence[RunRow]) -> str:
 def to_csv(rows: Sequence[RunRow]) -> str:
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow([key for _h, key, *_ in COLUMNS] + ["stop_reason", "budget", "path"])
+    extras = ["stop_reason", "budget", "path", "test_step", "test_stale"]
+    writer.writerow([key for _h, key, *_ in COLUMNS] + extras)
     for row in rows:
         values = ["" if (v := get(row)) is None else v for _h, _k, get, _f in COLUMNS]
-        writer.writerow(values + [row.stop_reason or "", row.budget or "", row.path])
+        test_step = "" if row.test_step is None else row.test_step
+        writer.writerow(
+            values + [row.stop_reason or "", row.budget or "", row.path, test_step, row.test_stale]
+        )
     return buf.getvalue()
 
 

@@ -39,12 +39,13 @@ import math
 import numpy as np
 import torch
 import torch.nn.functional as F
+from pydantic import ValidationError
 from torch import Tensor
 
 from lstmlab.batching import Streams
 from lstmlab.cells import detach_state
 from lstmlab.config import DynamicEvalConfig
-from lstmlab.errors import CheckpointError, CorpusError
+from lstmlab.errors import CheckpointError, CorpusError, UsageError
 from lstmlab.evaluate import EvalResult
 from lstmlab.progress import NullProgress, Progress
 
@@ -203,3 +204,38 @@ def dynamic_evaluate(
     lengths = char_lengths if char_lengths is not None else np.ones(model.vocab_size, np.int64)
     chars = int(np.asarray(lengths)[np.asarray(tokens[1:], dtype=np.int64)].sum())
     return EvalResult(nats=float(nats.sum()), tokens=len(nats), chars=chars)
+
+
+# The CLI flag that sets each eval.dynamic field, for error messages.
+DYNAMIC_FLAGS = {
+    "lr": "--dyn-lr",
+    "decay": "--dyn-decay",
+    "segment_len": "--segment-len",
+    "ms_tokens": "--ms-tokens",
+    "eps": "--dyn-eps",
+    "ms_batch_size": "--ms-batch-size",
+}
+
+
+def dynamic_settings(base: DynamicEvalConfig, overrides: dict | None) -> DynamicEvalConfig:
+    """The recipe's eval.dynamic with the non-None `overrides` (field -> value), validated.
+
+    Non-finite floats are refused here: pydantic's `gt=0` lets inf through, and
+    an infinite learning rate would only show as a NaN bpc much later.
+    """
+    given = {k: v for k, v in (overrides or {}).items() if v is not None}
+    for key, value in given.items():
+        flag = DYNAMIC_FLAGS.get(key, key)
+        if key not in DynamicEvalConfig.model_fields:
+            raise UsageError(
+                f"unknown dynamic evaluation setting {key!r}",
+                hint=f"use {', '.join(DynamicEvalConfig.model_fields)}",
+            )
+        if isinstance(value, float) and not math.isfinite(value):
+            raise UsageError(f"{flag} must be a finite number, got {value}")
+    try:
+        return DynamicEvalConfig.model_validate({**base.model_dump(), **given})
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        flag = DYNAMIC_FLAGS.get(str(err["loc"][0]), str(err["loc"][0]))
+        raise UsageError(f"{flag}: {err['msg']}") from None

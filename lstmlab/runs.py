@@ -615,26 +615,52 @@ def checkpoint_path(run_dir: Path, which: str) -> Path:
     return Path(run_dir) / CHECKPOINTS / f"{which}.pt"
 
 
-def resolve_checkpoint(run_or_checkpoint: Path, which: str = "best") -> Path:
-    """A run folder -> its `which` checkpoint (falling back to last); a .pt file -> itself."""
+def resolve_checkpoint(run_or_checkpoint: Path, which: str | Path = "best") -> Path:
+    """The checkpoint file meant: `which` (best, last or a .pt path) of a run folder, or a .pt itself.
+
+    Never falls back to another checkpoint than the one asked for: evaluating
+    last.pt when best.pt was meant would report another model's figures. A
+    missing one is an error naming the checkpoints that exist.
+    """
     path = Path(run_or_checkpoint)
+    if which not in ("best", "last"):  # a --checkpoint PATH: as given, else inside the run folder
+        for cand in (Path(which), path / which if path.is_dir() else None):
+            if cand is not None and cand.is_file():
+                return cand
+        raise CheckpointError(
+            f"checkpoint {which} does not exist",
+            hint="pass --checkpoint best, last, or the path of a .pt file written by `lstmlab train`",
+        )
     if path.is_file():
         return path
     if not path.exists():
         raise CheckpointError(
             f"{path} does not exist", hint="pass a run folder (runs/<run>) or a checkpoint file"
         )
-    for name in (which, "last", "best"):
-        cand = checkpoint_path(path, name)
-        if cand.is_file():
-            return cand
+    cand = checkpoint_path(path, str(which))
+    if cand.is_file():
+        return cand
+    present = sorted(
+        p.name for p in (path / CHECKPOINTS).glob("*.pt") if not p.name.startswith(".")
+    )
+    if not present:
+        raise CheckpointError(
+            f"{path} holds no checkpoint",
+            hint="train it first, or point at a run folder with checkpoints/",
+        )
+    other = "last" if which == "best" else "best"
+    hint = (
+        f"pass --checkpoint {other}"
+        if f"{other}.pt" in present
+        else f"pass --checkpoint {path / CHECKPOINTS / present[-1]}"
+    )
     raise CheckpointError(
-        f"{path} holds no checkpoint",
-        hint="train it first, or point at a run folder with checkpoints/",
+        f"{path} has no {which}.pt checkpoint (it has {', '.join(present)})", hint=hint
     )
 
 
 def run_dir_of(checkpoint: Path) -> Path:
+    """The run folder a checkpoint belongs to: <run>/checkpoints/x.pt -> <run>; else its folder."""
     checkpoint = Path(checkpoint)
     return checkpoint.parent.parent if checkpoint.parent.name == CHECKPOINTS else checkpoint.parent
 

@@ -151,3 +151,25 @@ def test_dynamic_evaluation_learns_a_pattern_repeated_in_the_test_text():
         model, tokens, _rms(model), DynamicEvalConfig(lr=3e-3, decay=1e-3, segment_len=5)
     )
     assert dyn.bpc < static.bpc - 1.0
+
+
+def test_dynamic_settings_overrides_validate_and_name_the_flag():
+    import math
+
+    from lstmlab.config import DynamicEvalConfig
+    from lstmlab.dynamic_eval import dynamic_settings
+    from lstmlab.errors import UsageError
+
+    base = DynamicEvalConfig()
+    got = dynamic_settings(base, {"lr": 1e-3, "decay": None, "segment_len": 7})
+    assert (got.lr, got.decay, got.segment_len) == (1e-3, base.decay, 7)
+    assert dynamic_settings(base, None) == base
+    for overrides, flag in (
+        ({"lr": math.inf}, "--dyn-lr"),
+        ({"lr": math.nan}, "--dyn-lr"),
+        ({"decay": 1.5}, "--dyn-decay"),
+        ({"ms_tokens": 0}, "--ms-tokens"),
+        ({"nope": 1}, "nope"),
+    ):
+        with pytest.raises(UsageError, match=flag):
+            dynamic_settings(base, overrides)

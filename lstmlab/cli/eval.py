@@ -1,26 +1,17 @@
-"""`lstmlab eval`: bits per character over whole splits, state carried across windows."""
+"""`lstmlab eval`: a thin layer over `evaluate.evaluate_run` and `evaluate.write_eval`."""
 
 from __future__ import annotations
 
-import json
-import time
 from typing import Annotated, Literal
 
 import typer
-from pydantic import ValidationError
 from rich.markup import escape
 from rich.table import Table
 
-from lstmlab.checkpoint import load_for_inference
+from lstmlab.cli.checkpoint_option import CheckpointChoiceOpt
 from lstmlab.cli.common import RichProgress, console, handle_errors
-from lstmlab.cli.options import CheckpointOpt, DataDirOpt, DeviceOpt, RunArg
-from lstmlab.config import DynamicEvalConfig
-from lstmlab.corpora.store import default_data_dir, open_corpus
-from lstmlab.device import resolve_device
-from lstmlab.dynamic_eval import dynamic_evaluate, gradient_rms
-from lstmlab.errors import UsageError, VocabularyError
-from lstmlab.evaluate import evaluate, evaluate_temperatures
-from lstmlab.evaluate import tune_temperature as search_temperature
+from lstmlab.cli.options import DataDirOpt, DeviceOpt, RunArg
+from lstmlab.evaluate import EvalReport, evaluate_run, write_eval
 from lstmlab.runs import run_dir_of
 
 
@@ -30,7 +21,7 @@ def eval_cmd(
     split: Annotated[
         Literal["valid", "test", "all"], typer.Option(help="Which split(s) to score.")
     ] = "test",
-    checkpoint: CheckpointOpt = "best",
+    checkpoint: CheckpointChoiceOpt = "best",
     batch_size: Annotated[
         int | None, typer.Option(help="Parallel streams (default: the recipe's eval.batch_size).")
     ] = None,
@@ -69,140 +60,52 @@ def eval_cmd(
 
     With --dynamic each split is also scored with dynamic evaluation (gradient
     statistics from the train split, then batch-1 segments, each scored before
-    the weights adapt to it); eval.json records both figures.
+    the weights adapt to it); eval.json records both figures. eval.json holds
+    one checkpoint's results: evaluating another checkpoint replaces it.
     """
-    if batch_size is not None and batch_size < 1:
-        raise UsageError(f"--batch-size must be >= 1, got {batch_size}")
-    dev = resolve_device(device)
-    model, tokenizer, cfg, ckpt = load_for_inference(run, which=checkpoint, device=dev)
-    overrides = {
-        "lr": dyn_lr,
-        "decay": dyn_decay,
-        "segment_len": segment_len,
-        "ms_tokens": ms_tokens,
-    }
-    if not dynamic and any(v is not None for v in overrides.values()):
-        raise UsageError(
-            "--dyn-lr, --dyn-decay, --segment-len and --ms-tokens apply to dynamic evaluation",
-            hint="add --dynamic",
-        )
-    dyn_cfg = dynamic_settings(cfg.eval.dynamic, overrides)
-    corpus = open_corpus(data_dir or cfg.data.data_dir or default_data_dir(), cfg.data.corpus)
-    if corpus.tokenizer.to_meta() != tokenizer.to_meta():
-        raise VocabularyError(
-            f"corpus {corpus.name!r} in {corpus.path.parent} has another vocabulary than {ckpt} was trained on",
-            hint="evaluate on the corpus the run was trained on (check --data-dir)",
-        )
-    splits = ["valid", "test"] if split == "all" else [split]
-    table = Table(title=escape(str(ckpt)))
-    columns = ["split", "tokens", "bpc", "perplexity (char)", "seconds"]
-    if dynamic:
-        columns += ["dynamic bpc", "gain", "dynamic seconds"]
-    for col in columns:
-        table.add_column(col, justify="right" if col != "split" else "left")
-    results = {}
-    rms = None
-    if dynamic:
-        rms = gradient_rms(
-            model,
-            corpus.tokens("train"),
-            batch_size=dyn_cfg.ms_batch_size,
-            segment_len=dyn_cfg.segment_len,
-            max_tokens=dyn_cfg.ms_tokens,
-            device=dev,
-            progress=RichProgress(),
-        )
-    for name in splits:
-        t0 = time.perf_counter()
-        res = evaluate(
-            model,
-            corpus.tokens(name),
-            batch_size=batch_size or cfg.eval.batch_size,
-            bptt=cfg.eval.bptt,
-            char_lengths=tokenizer.char_lengths(),
-            temperature=cfg.eval.temperature,
-            device=dev,
-            progress=RichProgress(),
-            description=f"eval {name}",
-        )
-        seconds = time.perf_counter() - t0
-        results[name] = {**res.to_dict(), "seconds": seconds}
-        row = [name, f"{res.tokens:,}", f"{res.bpc:.4f}", f"{res.perplexity:.4f}", f"{seconds:.1f}"]
-        if rms is not None:
-            t0 = time.perf_counter()
-            dyn = dynamic_evaluate(
-                model,
-                corpus.tokens(name),
-                rms,
-                dyn_cfg,
-                char_lengths=tokenizer.char_lengths(),
-                temperature=cfg.eval.temperature,
-                device=dev,
-                progress=RichProgress(),
-                description=f"dynamic eval {name}",
-            )
-            dyn_seconds = time.perf_counter() - t0
-            results[name]["dynamic"] = {
-                **dyn.to_dict(),
-                "seconds": dyn_seconds,
-                "gain_bpc": res.bpc - dyn.bpc,
-                "settings": dyn_cfg.model_dump(),
-            }
-            row += [f"{dyn.bpc:.4f}", f"{res.bpc - dyn.bpc:+.4f}", f"{dyn_seconds:.1f}"]
-        table.add_row(*row)
-    console.print(table)
-    tuned = None
-    if cfg.eval.tune_temperature if tune_temperature is None else tune_temperature:
-        kwargs = {
-            "batch_size": batch_size or cfg.eval.batch_size,
-            "bptt": cfg.eval.bptt,
-            "char_lengths": tokenizer.char_lengths(),
-            "device": dev,
-            "progress": RichProgress(),
-        }
-        best, on_valid = search_temperature(
-            model, corpus.tokens("valid"), description="tune temperature on valid", **kwargs
-        )
-        temps = (cfg.eval.temperature, best)
-        on_test = evaluate_temperatures(
-            model, corpus.tokens("test"), temps, description="eval test", **kwargs
-        )
-        tuned = {
-            "temperature": best,
-            "valid_bpc": {str(t): r.bpc for t, r in on_valid.items()},
-            "test_bpc_untuned": on_test[temps[0]].bpc,
-            "test_bpc_tuned": on_test[best].bpc,
-        }
-        console.print(
-            f"temperature {best:.2f} (best on valid, grid 0.80-1.00): "
-            f"valid bpc {on_valid[best].bpc:.4f}; test bpc {tuned['test_bpc_tuned']:.4f} "
-            f"(at {temps[0]:g}: {tuned['test_bpc_untuned']:.4f})"
-        )
-    out = run_dir_of(ckpt) / "eval.json"
-    existing = {}
-    if out.is_file():
-        try:
-            existing = json.loads(out.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            existing = {}
-    existing.setdefault("splits", {}).update(results)
-    if tuned is not None:
-        existing["tuned_temperature"] = tuned
-    existing.update(
-        {"checkpoint": str(ckpt), "corpus": corpus.name, "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    report = evaluate_run(
+        run,
+        splits=("valid", "test") if split == "all" else (split,),
+        checkpoint=checkpoint,
+        batch_size=batch_size,
+        data_dir=data_dir,
+        device=device,
+        dynamic=dynamic,
+        dynamic_overrides={
+            "lr": dyn_lr,
+            "decay": dyn_decay,
+            "segment_len": segment_len,
+            "ms_tokens": ms_tokens,
+        },
+        tune_temperature=tune_temperature,
+        progress=RichProgress(),
     )
-    out.write_text(json.dumps(existing, indent=2) + "\n", encoding="utf-8")
+    console.print(report_table(report))
+    if report.tuned is not None:
+        t = report.tuned
+        console.print(
+            f"temperature {t.temperature:.2f} (best on valid, grid 0.80-1.00): "
+            f"valid bpc {t.valid_bpc[t.temperature]:.4f}; test bpc {t.test_bpc_tuned:.4f} "
+            f"(at {t.untuned_temperature:g}: {t.test_bpc_untuned:.4f})"
+        )
+    out = write_eval(run_dir_of(report.checkpoint), report)
     console.print(f"[dim]wrote {escape(str(out))}[/]")
 
 
-def dynamic_settings(base: DynamicEvalConfig, overrides: dict) -> DynamicEvalConfig:
-    """The recipe's eval.dynamic with the CLI's non-None overrides, validated."""
-    given = {k: v for k, v in overrides.items() if v is not None}
-    try:
-        return DynamicEvalConfig.model_validate({**base.model_dump(), **given})
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        flag = "--" + {"lr": "dyn-lr", "decay": "dyn-decay"}.get(
-            str(err["loc"][0]), str(err["loc"][0]).replace("_", "-")
-        )
-        raise UsageError(f"{flag}: {err['msg']}") from None
+def report_table(report: EvalReport) -> Table:
+    """One row per split: tokens, bpc, perplexity, seconds (and the dynamic figures when measured)."""
+    step = f" (step {report.step})" if report.step is not None else ""
+    table = Table(title=escape(f"{report.checkpoint}{step}"))
+    dynamic = any(s.dynamic is not None for s in report.splits.values())
+    columns = ["split", "tokens", "bpc", "perplexity (char)", "seconds"]
+    columns += ["dynamic bpc", "gain", "dynamic seconds"] if dynamic else []
+    for col in columns:
+        table.add_column(col, justify="left" if col == "split" else "right")
+    for name, s in report.splits.items():
+        r = s.result
+        row = [name, f"{r.tokens:,}", f"{r.bpc:.4f}", f"{r.perplexity:.4f}", f"{s.seconds:.1f}"]
+        if s.dynamic is not None:
+            gain = r.bpc - s.dynamic.bpc
+            row += [f"{s.dynamic.bpc:.4f}", f"{gain:+.4f}", f"{s.dynamic_seconds:.1f}"]
+        table.add_row(*row)
+    return table

@@ -1,4 +1,4 @@
-"""`lstmlab sample`: stream generated text to stdout."""
+"""`lstmlab sample`: stream generated text to stdout (a thin layer over `generate.sample_text`)."""
 
 from __future__ import annotations
 
@@ -9,11 +9,12 @@ from typing import Annotated
 import typer
 
 from lstmlab.checkpoint import load_for_inference
+from lstmlab.cli.checkpoint_option import CheckpointChoiceOpt
 from lstmlab.cli.common import handle_errors
-from lstmlab.cli.options import CheckpointOpt, DeviceOpt, RunArg
+from lstmlab.cli.options import DeviceOpt, RunArg
 from lstmlab.device import resolve_device
 from lstmlab.errors import UsageError
-from lstmlab.generate import check_sampling_args, generate
+from lstmlab.generate import check_sampling_args, read_prime_file, sample_text
 
 
 @handle_errors
@@ -35,46 +36,30 @@ def sample_cmd(
         float | None, typer.Option(help="Nucleus sampling: smallest set with probability >= p.")
     ] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed (same seed, same text).")] = 0,
-    checkpoint: CheckpointOpt = "best",
+    checkpoint: CheckpointChoiceOpt = "best",
     device: DeviceOpt = "auto",
 ) -> None:
     """Generate text from a trained run; the prime text warms the state first."""
-    check_sampling_args(length, temperature, top_k, top_p)
+    check_sampling_args(length, temperature, top_k, top_p, seed)
     if prime is not None and prime_file is not None:
         raise UsageError("pass --prime or --prime-file, not both")
-    if prime_file is not None:
-        try:
-            prime = prime_file.read_text(encoding="utf-8")
-        except UnicodeDecodeError:
-            raise UsageError(f"--prime-file {prime_file} is not UTF-8 text") from None
-        except IsADirectoryError:
-            raise UsageError(f"--prime-file {prime_file} is a folder, not a file") from None
+    text = read_prime_file(prime_file) if prime_file is not None else prime
     dev = resolve_device(device)
-    model, tokenizer, _cfg, _ckpt = load_for_inference(run, which=checkpoint, device=dev)
-    if prime is None or prime == "":
-        prime = "\n"
-    prime_ids = tokenizer.encode(prime)
-    out = sys.stdout
-    out.write(tokenizer.decode(prime_ids))
-    # Decode growing runs so multi-byte characters (byte corpora) print whole.
-    pending: list[int] = []
-    for token in generate(
-        model,
-        prime_ids,
+    loaded = load_for_inference(run, which=checkpoint, device=dev)
+    pieces = sample_text(
+        loaded.model,
+        loaded.tokenizer,
+        text or "\n",
         length,
         temperature=temperature,
         top_k=top_k,
         top_p=top_p,
         seed=seed,
         device=dev,
-    ):
-        pending.append(token)
-        text = tokenizer.decode(pending)
-        if not text.endswith("\ufffd") or len(pending) > 4:
-            out.write(text)
-            out.flush()
-            pending.clear()
-    if pending:
-        out.write(tokenizer.decode(pending))
-    out.write("\n")
-    out.flush()
+        window=loaded.config.eval.bptt,
+    )
+    for piece in pieces:
+        sys.stdout.write(piece)
+        sys.stdout.flush()
+    sys.stdout.write("\n")
+    sys.stdout.flush()

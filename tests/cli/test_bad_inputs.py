@@ -100,7 +100,35 @@ def cases():
         (["sample", "{root}/run", "--prime-file", "{root}/folder"], 2),
         (["sample", "{root}/run", "--prime-file", "{root}/latin1.txt"], 2),
         (["sample", "{root}/run", "--prime", "\u2603 snowman"], 1),
+        # NaN / inf, integers torch cannot take, devices this machine lacks, bad --checkpoint
+        (["sample", "{root}/run", "--temperature", "nan"], 2),
+        (["sample", "{root}/run", "--temperature", "inf"], 2),
+        (["sample", "{root}/run", "--top-p", "nan"], 2),
+        (["sample", "{root}/run", "--seed", "99999999999999999999"], 2),
+        (["sample", "{root}/run", "--seed", "-1"], 2),
+        (["sample", "{root}/run", "--checkpoint", "bset"], 2),
+        (["sample", "{root}/run", "--checkpoint", "{root}/missing.pt"], 1),
+        (["eval", "{root}/run", "--dynamic", "--dyn-lr", "inf"], 2),
+        (["eval", "{root}/run", "--dynamic", "--dyn-lr", "nan"], 2),
+        (["eval", "{root}/run", "--dynamic", "--dyn-decay", "nan"], 2),
+        (["eval", "{root}/run", "--checkpoint", "bset"], 2),
+        (["eval", "{root}/run", "--checkpoint", "checkpoints/step-3.pt"], 1),
+        *(
+            ([command, "{root}/run", "--device", device], 2)
+            for command in ("eval", "sample")
+            for device in _absent_devices()
+        ),
     ]
+
+
+def _absent_devices() -> list[str]:
+    import torch
+
+    names = ["meta", "toaster"]
+    names += [] if torch.backends.mps.is_available() else ["mps"]
+    xpu = getattr(torch, "xpu", None)
+    names += [] if xpu is not None and xpu.is_available() else ["xpu"]
+    return names + ([] if torch.cuda.device_count() > 7 else ["cuda:7"])
 
 
 @pytest.mark.parametrize(
