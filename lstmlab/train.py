@@ -52,7 +52,7 @@ from lstmlab.errors import (
     TrainingError,
     UsageError,
 )
-from lstmlab.evaluate import EvalResult, EvaluationStopped, evaluate
+from lstmlab.evaluate import EvalResult, EvaluationStopped, evaluate, rows_for_rank
 from lstmlab.model import LanguageModel, build_model
 from lstmlab.optim import apply_optimizer_settings, build_optimizer, lr_factor, total_steps
 from lstmlab.progress import NullProgress, Progress
@@ -249,16 +249,6 @@ def _wrap(model: torch.nn.Module, tcfg: TrainConfig, dist: DistContext, device: 
     if tcfg.compile:
         wrapped = torch.compile(wrapped)
     return wrapped
-
-
-def eval_rows(num_tokens: int, batch_size: int, dist: DistContext) -> slice | None:
-    """This rank's rows of the single-process validation batch (None: all of them)."""
-    if not dist.enabled:
-        return None
-    streams = max(1, min(batch_size, num_tokens - 1))
-    return slice(
-        streams * dist.rank // dist.world_size, streams * (dist.rank + 1) // dist.world_size
-    )
 
 
 # ---------------------------------------------------------------- sizes and corpus
@@ -643,7 +633,9 @@ def validate_run(run: Run, should_stop: Callable[[], bool] | None = None) -> tup
         bptt=cfg.eval.bptt,
         char_lengths=run.corpus.tokenizer.char_lengths(),
         device=run.device,
-        rows=eval_rows(len(tokens), cfg.eval.batch_size, run.dist),
+        rows=rows_for_rank(len(tokens), cfg.eval.batch_size, run.dist.rank, run.dist.world_size)
+        if run.dist.enabled
+        else None,
         should_stop=should_stop,
     )
     nats, count, chars = run.dist.sum([result.nats, result.tokens, result.chars], run.device)

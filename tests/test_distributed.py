@@ -18,7 +18,7 @@ from lstmlab.checkpoint import load_checkpoint
 from lstmlab.config import apply_overrides, validate
 from lstmlab.distributed import DistContext
 from lstmlab.errors import ConfigError
-from lstmlab.train import eval_rows, fit
+from lstmlab.train import fit
 
 from support import TINY_RECIPE
 
@@ -97,15 +97,6 @@ def test_two_gloo_processes_equal_one_process_then_resume_with_one(tiny_corpus, 
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert load_checkpoint(runs.checkpoint_path(ddp, "last"))["train_state"]["step"] == 9
-
-
-@pytest.mark.parametrize("n,batch,world", [(101, 16, 2), (100, 16, 3), (7, 16, 4), (40, 3, 2)])
-def test_validation_rows_partition_the_one_process_batch(n, batch, world):
-    parts = [eval_rows(n, batch, DistContext(rank=r, world_size=world)) for r in range(world)]
-    streams = max(1, min(batch, n - 1))
-    covered = [row for part in parts for row in range(part.start, part.stop)]
-    assert covered == list(range(streams))
-    assert eval_rows(n, batch, DistContext()) is None
 
 
 def test_ddp_resume_with_dropout_is_bit_exact(tiny_corpus, tmp_path):

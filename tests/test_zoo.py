@@ -35,6 +35,8 @@ def test_plan_names_runs_and_refuses_an_existing_one(tiny_corpus, tmp_path):
     assert [target.name for *_, target in plan] == ["a-tiny", "b-tiny"]
     (tmp_path / "runs" / "a-tiny").mkdir(parents=True)
     (tmp_path / "runs" / "a-tiny" / "config.yaml").write_text("x")
+    plan_recipes([a, b], [], tmp_path / "runs", force=False)  # never started: reused
+    (tmp_path / "runs" / "a-tiny" / "metrics.jsonl").write_text('{"kind": "train", "step": 1}\n')
     with pytest.raises(UsageError, match="already exists"):
         plan_recipes([a, b], [], tmp_path / "runs", force=False)
 
