@@ -212,8 +212,8 @@ DYNAMIC_FLAGS = {
     "decay": "--dyn-decay",
     "segment_len": "--segment-len",
     "ms_tokens": "--ms-tokens",
-    "eps": "--dyn-eps",
-    "ms_batch_size": "--ms-batch-size",
+    "eps": "eval.dynamic.eps (in the run's config.yaml)",
+    "ms_batch_size": "eval.dynamic.ms_batch_size (in the run's config.yaml)",
 }
 
 
