@@ -1,0 +1,48 @@
+"""A trained tiny run for the portable-model tests (export, load, Hub, score)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from support import TINY_RECIPE, TINY_TEXT
+
+
+def write_tiny_corpus(data_dir: Path, name: str = "tiny"):
+    """The `tiny` character corpus of conftest's fixture, in `data_dir`."""
+    import numpy as np
+
+    from lstmlab.corpora.store import write_corpus
+    from lstmlab.tokenizers import CharTokenizer
+
+    tok = CharTokenizer(sorted(set(TINY_TEXT)))
+    ids = np.array(tok.encode(TINY_TEXT))
+    n = len(ids)
+    splits = {
+        "train": ids[: int(0.8 * n)],
+        "valid": ids[int(0.8 * n) : int(0.9 * n)],
+        "test": ids[int(0.9 * n) :],
+    }
+    return write_corpus(data_dir, name, tok, splits)
+
+
+def make_run_dir(run_dir: Path) -> Path:
+    """The one place that creates a run folder for `fit` (its API is changing on main)."""
+    from lstmlab.runs import prepare_run_dir
+
+    return prepare_run_dir(run_dir)
+
+
+def train_tiny_run(root: Path, overrides: tuple[str, ...] = ()) -> Path:
+    """Train TINY_RECIPE for 4 steps on a corpus under `root`/data; the run folder."""
+    from lstmlab.config import apply_overrides, validate
+    from lstmlab.train import fit
+
+    data_dir = root / "data"
+    write_tiny_corpus(data_dir)
+    recipe = apply_overrides(
+        TINY_RECIPE,
+        ["train.max_steps=4", "train.eval_every=2", f"data.data_dir={data_dir}", *overrides],
+    )
+    run = make_run_dir(root / "run")
+    fit(validate(recipe), run)
+    return run
