@@ -80,7 +80,7 @@ def load_weights(path: Path) -> dict[str, torch.Tensor]:
     try:
         with safe_open(str(path), framework="pt") as f:
             aliases = json.loads((f.metadata() or {}).get(ALIASES_KEY, "{}"))
-            tensors = {name: f.get_tensor(name) for name in f.keys()}
+            tensors = {name: f.get_tensor(name) for name in f.keys()}  # noqa: SIM118 (not iterable)
     except (SafetensorError, OSError, ValueError) as exc:
         raise CheckpointError(
             f"{path} is not a readable safetensors file ({str(exc)[:100]})",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 from support import TINY_RECIPE, TINY_TEXT
@@ -46,3 +47,31 @@ def train_tiny_run(root: Path, overrides: tuple[str, ...] = ()) -> Path:
     run = make_run_dir(root / "run")
     fit(validate(recipe), run)
     return run
+
+
+_TRAINED: dict[str, Path] = {}  # one training per test session: CPU time is scarce
+
+
+def trained_tied_run(tmp_path_factory) -> Path:
+    """A 4-step TINY_RECIPE run with a tied softmax, trained once per session (read-only:
+    copy it before changing it). Test modules wrap it in their own `tied_run` fixture."""
+    if "tied" not in _TRAINED:
+        _TRAINED["tied"] = train_tiny_run(
+            tmp_path_factory.mktemp("tied"), ("model.tie_weights=true",)
+        )
+    return _TRAINED["tied"]
+
+
+def copy_run(run: Path, dest: Path) -> Path:
+    shutil.copytree(run, dest)
+    return dest
+
+
+def place_in_hub_cache(export: Path, cache: Path, repo_id: str, commit: str = "a" * 40) -> Path:
+    """Lay `export` out as huggingface_hub's cache does: models--U--R/{refs/main,snapshots/SHA}."""
+    repo = cache / f"models--{repo_id.replace('/', '--')}"
+    snapshot = repo / "snapshots" / commit
+    shutil.copytree(export, snapshot)
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(commit, encoding="utf-8")
+    return snapshot
