@@ -303,6 +303,11 @@ span.dark.ws { color: #cccccc; }
 """
 
 
+def _attr(text: str) -> str:
+    """Escaped for a double-quoted attribute; single quotes stay readable in the tooltip."""
+    return html.escape(text, quote=False).replace('"', "&quot;")
+
+
 def write_html(result: ScoreResult, path: Path, *, title: str = "") -> Path:
     """A self-contained page: each character on a background coloured by its surprisal."""
     bits = _require_chars(result)
@@ -341,11 +346,11 @@ def write_html(result: ScoreResult, path: Path, *, title: str = "") -> Path:
             shown = _VISIBLE.get(ch)
             if shown is not None:
                 classes.append("ws")
-            label = f"{start + i}: {escape_char(ch)!r} {b:.2f} bits"
+            label = f"{start + i}: '{escape_char(ch)}' {b:.2f} bits"
             cls = f" class='{' '.join(classes)}'" if classes else ""
             text = html.escape(shown if shown is not None else ch)
             f.write(
-                f"<span{cls} style='background:{_hex(rgb)}' title=\"{html.escape(label)}\">{text}</span>"
+                f"<span{cls} style='background:{_hex(rgb)}' title=\"{_attr(label)}\">{text}</span>"
             )
             if ch == "\n":
                 f.write("\n")
