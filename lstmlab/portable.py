@@ -348,10 +348,19 @@ def resolve_model_source(path_or_id) -> Path:
 
 
 def load_model(path_or_id, *, which: str = "best", device="cpu"):
-    """(model in eval mode on `device`, tokenizer, RunConfig, source path) from any model source."""
+    """(model in eval mode on `device`, tokenizer, RunConfig, source path) from any model source.
+
+    `which` picks a run folder's checkpoint (best, last, step-N) or is a .pt path itself.
+    """
     from lstmlab.checkpoint import load_for_inference
 
     path = resolve_model_source(path_or_id)
+    if which.endswith(".pt") or Path(which).is_file():  # --checkpoint PATH: that file itself
+        if not Path(which).is_file():
+            raise CheckpointError(
+                f"checkpoint {which} does not exist", hint="pass best, last or a .pt file"
+            )
+        return load_for_inference(Path(which), device=device)
     if path.is_dir() and is_export(path):
         return _load_export(path, device)
     if path.is_dir() and (path / WEIGHTS).is_file():

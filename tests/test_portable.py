@@ -176,3 +176,12 @@ def test_sentencepiece_model_is_its_own_file_in_the_export(tmp_path):
 def test_missing_source_is_a_checkpoint_error(tmp_path):
     with pytest.raises(CheckpointError, match="does not exist"):
         load(tmp_path / "nowhere")
+
+
+def test_checkpoint_may_be_a_path(tied_run, tmp_path):
+    last = tied_run / "checkpoints" / "last.pt"
+    by_path = load(tied_run, checkpoint=str(last))
+    assert by_path.source == last
+    assert by_path.score("the dog.").total_bits == load(last).score("the dog.").total_bits
+    with pytest.raises(CheckpointError, match="does not exist"):
+        load(tied_run, checkpoint=str(tmp_path / "gone.pt"))

@@ -78,7 +78,7 @@ def score_cmd(
         f"tokens {result.tokens:,}{'  (dynamic)' if dynamic else ''}",
         markup=False,
     )
-    console.print(f"note: {result.note}", markup=False, style="dim")
+    console.print(f"note: {result.note}", markup=False, style="dim", soft_wrap=True)
     if per_char is not None:
         console.print(f"wrote {write_tsv(result, per_char, source=label)}", markup=False)
     if html is not None:
