@@ -185,3 +185,32 @@ def test_checkpoint_may_be_a_path(tied_run, tmp_path):
     assert by_path.score("the dog.").total_bits == load(last).score("the dog.").total_bits
     with pytest.raises(CheckpointError, match="does not exist"):
         load(tied_run, checkpoint=str(tmp_path / "gone.pt"))
+
+
+def test_sentencepiece_checkpoint_exports_and_scores_the_same(tmp_path):
+    from lstmlab.checkpoint import save_checkpoint
+    from lstmlab.config import validate
+    from lstmlab.model import build_model
+    from lstmlab.subword import SubwordOptions, train_sentencepiece
+
+    from support import TINY_RECIPE, TINY_TEXT
+
+    tok = train_sentencepiece(TINY_TEXT, SubwordOptions(vocab_size=300))
+    cfg = validate(TINY_RECIPE)
+    torch.manual_seed(0)
+    model = build_model(cfg.model, tok.vocab_size)
+    ckpt = save_checkpoint(
+        tmp_path / "run" / "checkpoints" / "best.pt",
+        {
+            "config": cfg.to_dict(),
+            "tokenizer": tok.to_meta(),
+            "model": model.state_dict(),
+            "train_state": {"step": 0},
+            "num_parameters": model.num_parameters(),
+        },
+    )
+    out = export_run(ckpt, tmp_path / "export")
+    assert (out / "spm.model").read_bytes() == tok.model_proto
+    assert "| tokenizer | sentencepiece |" in (out / "README.md").read_text()
+    text = "the lazy zebra jumps.\n"
+    assert load(out).score(text).total_bits == pytest.approx(load(ckpt).score(text).total_bits)
