@@ -32,12 +32,14 @@ import importlib
 import json
 import math
 import os
+import time
 from collections.abc import Callable, Iterable, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Protocol
 
-from lstmlab.errors import UsageError
+from lstmlab.errors import LstmlabError, UsageError
 
 MEMORY = "trackers.json"
 
@@ -57,6 +59,7 @@ class Tracker(Protocol):
     """One tracker run: started once per training session, fed records, then finished."""
 
     name: str
+    hint: str  # what to check when the tracker fails while training runs
 
     def require(self) -> None:
         """Import the tracker's package, or raise UsageError naming the pip command."""
@@ -161,9 +164,10 @@ class TensorBoardTracker:
     """
 
     name = "tensorboard"
+    hint = "check that the run folder is writable and has free space"
 
     def __init__(self) -> None:
-        self._writer = None
+        self._writer, self._step = None, 0
 
     def require(self) -> None:
         _import("tensorboard", self.name, "tensorboard")
@@ -188,6 +192,7 @@ class TensorBoardTracker:
         if self._writer is None:
             resumed = record.get("kind") == "resume"
             self._open(record["step"] + 1 if resumed else None)
+        self._step = record["step"]
         for key, value in metrics_of(record).items():
             self._writer.add_scalar(key, value, global_step=record["step"])
         if record.get("kind") == "end":
@@ -196,7 +201,7 @@ class TensorBoardTracker:
 
     def finish(self, status: str) -> None:
         if self._writer is not None:
-            self._writer.add_text("status", status)
+            self._writer.add_text("status", status, global_step=self._step)
             self._writer.close()
 
 
@@ -208,6 +213,7 @@ class WandbTracker:
     WANDB_MODE is set, e.g. WANDB_MODE=online after `wandb login`."""
 
     name = "wandb"
+    hint = "run `wandb login` for WANDB_MODE=online, or unset WANDB_MODE to log offline"
     _EXIT_CODES = MappingProxyType({"finished": 0, "failed": 1, "killed": 1})
 
     def __init__(self) -> None:
@@ -223,7 +229,7 @@ class WandbTracker:
             project=os.environ.get("WANDB_PROJECT", "lstmlab"),
             name=Path(run_dir).name,
             dir=directory,
-            mode=os.environ.get("WANDB_MODE", "offline"),
+            mode=os.environ.get("WANDB_MODE") or "offline",
             id=known["id"] if known else None,
             resume="allow" if known else None,
             config=None if known else flatten(config),  # logged once per tracker run
@@ -256,6 +262,7 @@ class MLflowTracker:
     """
 
     name = "mlflow"
+    hint = "check MLFLOW_TRACKING_URI (or the tracking_uri in the run folder's trackers.json)"
     _STATUSES = MappingProxyType({"finished": "FINISHED", "failed": "FAILED", "killed": "KILLED"})
 
     def __init__(self) -> None:
@@ -297,7 +304,7 @@ class MLflowTracker:
         remember(run_dir, self.name, {"run_id": self._run_id, "tracking_uri": uri})
 
     def log(self, record: dict) -> None:
-        step, now = record["step"], _now_ms()
+        step, now = record["step"], int(time.time() * 1000)
         points = [
             self._mlflow.entities.Metric(key, value, now, step)
             for key, value in metrics_of(record).items()
@@ -315,12 +322,6 @@ class MLflowTracker:
         if self._run_id is not None:
             self._client.set_terminated(self._run_id, status=self._STATUSES[status])
             self._run_id = None
-
-
-def _now_ms() -> int:
-    import time
-
-    return int(time.time() * 1000)
 
 
 # ---------------------------------------------------------------- registry and sink
@@ -343,6 +344,18 @@ def status_of(exc: BaseException | None) -> str:
     return "failed"
 
 
+@contextmanager
+def _reported(tracker: Tracker, what: str):
+    """A tracker's own exception becomes a one-line error instead of a traceback."""
+    try:
+        yield
+    except LstmlabError:
+        raise
+    except Exception as exc:
+        detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise LstmlabError(f"the {tracker.name} logger {what}: {detail}", tracker.hint) from exc
+
+
 class TrackerSink:
     """The `on_event` callable that feeds every tracker; finish it with `close(status)`."""
 
@@ -359,9 +372,11 @@ class TrackerSink:
         if not self._started:
             self._started = True
             for tracker in self.trackers:
-                tracker.start(self._run_dir, self._config, self._resume)
+                with _reported(tracker, "could not start"):
+                    tracker.start(self._run_dir, self._config, self._resume)
         for tracker in self.trackers:
-            tracker.log(record)
+            with _reported(tracker, f"failed at step {record.get('step')}"):
+                tracker.log(record)
         if record["kind"] == "end":
             self.close("finished")
 
@@ -381,8 +396,9 @@ class TrackerSink:
         first_error = None
         for tracker in self.trackers:
             try:
-                tracker.finish(status)
-            except Exception as exc:
+                with _reported(tracker, "could not finish"):
+                    tracker.finish(status)
+            except LstmlabError as exc:
                 first_error = first_error or exc
         if first_error is not None and status == "finished":
             raise first_error

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from lstmlab.errors import UsageError
+from lstmlab.errors import LstmlabError, UsageError
 from lstmlab.trackers import (
     TRACKERS,
     flatten,
@@ -163,6 +163,7 @@ def test_status_of_tells_interrupts_from_failures():
 
 def test_notices_before_the_first_record_write_nothing(tmp_path):
     """fit may warn before it claims the run folder's contents; nothing may appear there."""
+    pytest.importorskip("tensorboard", reason="the tensorboard extra is not installed")
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     sink = open_trackers(["tensorboard"], run_dir, CONFIG, resume=False)
@@ -278,6 +279,7 @@ def _items(updates) -> dict:
 def test_wandb_offline_run_is_written_and_resumed(wandb_offline, tmp_path):
     run_dir = tmp_path / "run"
     first, memory = crash_then_resume("wandb", run_dir)
+    wandb_offline.teardown()  # the service writes the .wandb files; let it flush and stop
     run_id = first["wandb"]["id"]
     assert memory == first  # the resumed session reused the remembered run
 
@@ -393,3 +395,61 @@ def test_mlflow_crash_and_interrupt_statuses(mlflow_local, tmp_path, monkeypatch
     run = client.get_run(read_memory(tmp_path / "crash")["mlflow"]["run_id"])
     assert run.info.status == "FINISHED"
     assert [s for s, _ in _history(client, run.info.run_id, "train/bpc")] == [1, 2]
+
+
+def test_a_tracker_failure_is_one_line_naming_the_tracker(tmp_path, monkeypatch):
+    """A tracker's own exception (a full disk, an unreachable server) is not a traceback."""
+    pytest.importorskip("tensorboard", reason="the tensorboard extra is not installed")
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    sink = open_trackers(["tensorboard"], run_dir, CONFIG, resume=False)
+
+    def broken(self, record):
+        raise OSError("No space left on device\nmore detail")
+
+    monkeypatch.setattr(type(sink.trackers[0]), "log", broken)
+    with pytest.raises(LstmlabError) as err:
+        sink(train(3))
+    assert err.value.message == "the tensorboard logger failed at step 3: No space left on device"
+    assert "writable" in err.value.hint
+    sink.close("failed")  # finishing after the failure still works
+
+
+# ---------------------------------------------------------------- with the real training loop
+
+
+def test_fit_feeds_the_trackers_and_resume_continues_them(tiny_corpus, mlflow_local, tmp_path):
+    """Real records from fit: 4 steps, then a resume to 8, into TensorBoard and MLflow."""
+    pytest.importorskip("tensorboard", reason="the tensorboard extra is not installed")
+    from lstmlab import runs
+    from lstmlab.config import apply_overrides, validate
+    from lstmlab.train import fit
+
+    from support import TINY_RECIPE
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()  # an empty folder is a fresh run's to claim
+    for max_steps, resume in ((4, False), (8, True)):
+        cfg = validate(
+            apply_overrides(TINY_RECIPE, [f"train.max_steps={max_steps}", "train.log_every=1"])
+        )
+        with open_trackers(
+            ["tensorboard", "mlflow"], run_dir, cfg.to_dict(), resume=resume
+        ) as sink:
+            fit(cfg, run_dir, resume=resume, on_event=sink)
+
+    logged = [r for r in runs.read_metrics(run_dir) if r["kind"] == "train"]
+    assert [r["step"] for r in logged] == list(range(1, 9))
+    scalars = _scalars(run_dir / "tensorboard")
+    assert [s for s, _ in scalars["train/bpc"]] == list(range(1, 9))
+    assert [v for _, v in scalars["train/bpc"]] == pytest.approx([r["bpc"] for r in logged])
+
+    entry = read_memory(run_dir)["mlflow"]
+    client = mlflow_local.tracking.MlflowClient(tracking_uri=entry["tracking_uri"])
+    run = client.get_run(entry["run_id"])
+    assert run.info.status == "FINISHED"
+    assert run.data.params["train.max_steps"] == "4"  # the recipe as first logged
+    assert _history(client, entry["run_id"], "train/loss") == [
+        (r["step"], pytest.approx(r["loss"])) for r in logged
+    ]
+    assert [s for s, _ in _history(client, entry["run_id"], "valid/bpc")] == [4, 8]
