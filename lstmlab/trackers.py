@@ -15,7 +15,9 @@ tracker elsewhere (WANDB_DIR, MLFLOW_TRACKING_URI):
 
     run_dir/tensorboard/     event files (one log_dir per run, shared by resumed sessions)
     run_dir/wandb/           wandb's local run folders (offline unless WANDB_MODE says online)
-    run_dir/mlruns/          MLflow's local file store
+    run_dir/mlruns/          MLflow's local file store (MLflow 3 wants an opt-in for it,
+                             MLFLOW_ALLOW_FILE_STORE, which this module sets unless the
+                             user did; a sqlite:// MLFLOW_TRACKING_URI needs full mlflow)
     run_dir/trackers.json    which tracker run this run folder writes to
 
 trackers.json is what makes `--resume` continue the same tracker run rather than start a

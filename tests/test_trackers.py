@@ -323,9 +323,9 @@ def test_wandb_offline_run_is_written_and_resumed(wandb_offline, tmp_path):
 @pytest.fixture
 def mlflow_local(monkeypatch):
     mlflow = pytest.importorskip("mlflow", reason="the mlflow extra is not installed")
-    for key in ("MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_NAME"):
+    # MLFLOW_ALLOW_FILE_STORE too: opting in to MLflow 3's file store is the tracker's job
+    for key in ("MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_NAME", "MLFLOW_ALLOW_FILE_STORE"):
         monkeypatch.delenv(key, raising=False)
-    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
     return mlflow
 
 
