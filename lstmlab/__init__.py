@@ -35,7 +35,17 @@ _EXPORTS = {
     "sample_text": "lstmlab.generate",
     "load_for_inference": "lstmlab.checkpoint",
     "collect": "lstmlab.compare",
+    "export_run": "lstmlab.portable",
+    "score_text": "lstmlab.score",
 }
+
+
+def load(path_or_id, *, device="cpu", checkpoint="best"):
+    """A trained model for notebooks, from a run folder, a .pt checkpoint, an export folder
+    or hf://user/repo[@revision]: `.generate(...)`, `.score(text)`, `.module` (torch)."""
+    from lstmlab.portable import load as _load
+
+    return _load(path_or_id, device=device, checkpoint=checkpoint)
 
 
 def __getattr__(name: str):
@@ -51,4 +61,4 @@ def __dir__() -> list[str]:
     return sorted([*globals(), *_EXPORTS])
 
 
-__all__ = ["__version__", *_EXPORTS]
+__all__ = ["__version__", "load", *_EXPORTS]

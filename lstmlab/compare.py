@@ -55,6 +55,7 @@ class RunRow:
     budget: str | None = None
     num_parameters: int | None = None
     tokens: int | None = None
+    step: int | None = None  # the last step the run logged
     wall_s: float | None = None
     tokens_per_s: float | None = None
     best_valid_bpc: float | None = None
@@ -198,6 +199,7 @@ def read_run(run_dir: Path, warn: Callable[[str], None] = lambda _msg: None) -> 
     if timed:
         last = max(timed, key=lambda r: r["tokens"])
         row.tokens, row.wall_s = last["tokens"], float(last["elapsed_s"])
+        row.step = last.get("step") if isinstance(last.get("step"), int) else None
         row.tokens_per_s = row.tokens / row.wall_s if row.wall_s > 0 else None
     row.curve = [
         {k: r.get(k) for k in ("step", "tokens", "elapsed_s", "bpc")}

@@ -22,6 +22,7 @@ import json
 import os
 import re
 import secrets
+import shutil
 import socket
 import tempfile
 import time
@@ -39,7 +40,11 @@ except ImportError:  # Windows has no fcntl: the takeover guard is then best eff
 
 CHECKPOINTS = "checkpoints"
 LOCK = ".lock"
-RUN_FILES = frozenset({"config.yaml", "metrics.jsonl", "eval.json", "running.json"})
+RUN_FILES = frozenset(
+    {"config.yaml", "metrics.jsonl", "eval.json", "running.json", "trackers.json"}
+)
+# Folders the experiment trackers (trackers.py) write inside a run; wholly lstmlab's.
+TRACKER_DIRS = frozenset({"tensorboard", "wandb", "mlruns"})
 # running.json is the marker older lstmlab versions wrote instead of the lock.
 STALE_S = 15 * 60  # a lock from another host whose run wrote nothing for this long is stale
 PID_REUSE_SLACK_S = 30.0  # a process started this long after its lock was written is another one
@@ -390,8 +395,12 @@ def foreign_entries(run_dir: Path | str) -> list[str]:
                 ours = _CHECKPOINT_FILE.fullmatch(ckpt.name) is not None
                 if not ours or ckpt.is_symlink() or not ckpt.is_file():
                     found.append(f"{CHECKPOINTS}/{ckpt.name}")
-        elif (name in RUN_FILES or _is_temp_of(name, RUN_FILES)) and (
-            entry.is_file() and not entry.is_symlink()
+        elif (
+            (name in RUN_FILES or _is_temp_of(name, RUN_FILES))
+            and (entry.is_file() and not entry.is_symlink())
+            or name in TRACKER_DIRS
+            and entry.is_dir()
+            and not entry.is_symlink()
         ):
             continue
         else:
@@ -437,6 +446,8 @@ def remove_run_entries(run_dir: Path | str) -> None:
                     ckpt.unlink(missing_ok=True)
             with contextlib.suppress(OSError):  # a user's file in checkpoints/ keeps the folder
                 entry.rmdir()
+        elif entry.name in TRACKER_DIRS:
+            shutil.rmtree(entry)
         else:
             entry.unlink(missing_ok=True)
 

@@ -13,11 +13,11 @@ import time
 from pathlib import Path
 
 import pytest
-from fake_runs import make_run, standard_runs
 
 from lstmlab import compare, runs
 from lstmlab.errors import UsageError
 
+from fake_runs import make_run, standard_runs
 from support import REPO
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

@@ -8,9 +8,10 @@ import json
 import math
 
 import pytest
-from fake_runs import make_run
 
 from lstmlab import compare
+
+from fake_runs import make_run
 
 CURVE = [(10, 1000, 3.0, 2.9), (20, 2000, 6.0, 2.4), (30, 3000, 9.0, 2.6)]  # best at step 20
 

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from fake_checkpoints import corpus_record, make_checkpoint, tiny_corpus_at
 
 from lstmlab.checkpoint import load_for_inference
 from lstmlab.config import ModelConfig
@@ -36,6 +35,7 @@ from lstmlab.evaluate import (
 from lstmlab.model import build_model
 from lstmlab.tokenizers import CharTokenizer
 
+from fake_checkpoints import corpus_record, make_checkpoint, tiny_corpus_at
 from support import TINY_TEXT
 
 

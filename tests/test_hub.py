@@ -11,11 +11,12 @@ from pathlib import Path
 
 import huggingface_hub
 import pytest
-from tiny_run import place_in_hub_cache, trained_tied_run
 
 from lstmlab.errors import CheckpointError, LstmlabError, UsageError
 from lstmlab.hub import parse_hub_id, push_run
 from lstmlab.portable import export_run, load, resolve_model_source
+
+from tiny_run import place_in_hub_cache, trained_tied_run
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 

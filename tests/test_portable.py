@@ -8,7 +8,6 @@ import shutil
 import pytest
 import torch
 from safetensors import safe_open
-from tiny_run import copy_run, trained_tied_run
 
 from lstmlab.errors import CheckpointError, UsageError
 from lstmlab.portable import (
@@ -20,6 +19,8 @@ from lstmlab.portable import (
     save_weights,
     split_shared,
 )
+
+from tiny_run import copy_run, trained_tied_run
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ import subprocess
 import numpy as np
 import pytest
 import torch
-from tiny_run import trained_tied_run
 
 from lstmlab.config import validate
 from lstmlab.errors import UsageError, VocabularyError
@@ -28,6 +27,7 @@ from lstmlab.score import (
 from lstmlab.tokenizers import ByteTokenizer, CharTokenizer
 
 from support import TINY_RECIPE, TINY_TEXT
+from tiny_run import trained_tied_run
 
 TEXT = "the quick brown fox\njumps over the lazy dog.\n"
 

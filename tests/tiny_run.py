@@ -26,13 +26,6 @@ def write_tiny_corpus(data_dir: Path, name: str = "tiny"):
     return write_corpus(data_dir, name, tok, splits)
 
 
-def make_run_dir(run_dir: Path) -> Path:
-    """The one place that creates a run folder for `fit` (its API is changing on main)."""
-    from lstmlab.runs import prepare_run_dir
-
-    return prepare_run_dir(run_dir)
-
-
 def train_tiny_run(root: Path, overrides: tuple[str, ...] = ()) -> Path:
     """Train TINY_RECIPE for 4 steps on a corpus under `root`/data; the run folder."""
     from lstmlab.config import apply_overrides, validate
@@ -44,8 +37,8 @@ def train_tiny_run(root: Path, overrides: tuple[str, ...] = ()) -> Path:
         TINY_RECIPE,
         ["train.max_steps=4", "train.eval_every=2", f"data.data_dir={data_dir}", *overrides],
     )
-    run = make_run_dir(root / "run")
-    fit(validate(recipe), run)
+    run = root / "run"
+    fit(validate(recipe), run)  # fit claims (creates) the run folder
     return run
 
 

@@ -12,10 +12,14 @@ from lstmlab.cli.bench import bench_cmd
 from lstmlab.cli.cells import cells_cmd
 from lstmlab.cli.compare import compare_cmd
 from lstmlab.cli.eval import eval_cmd
+from lstmlab.cli.export import export_cmd
 from lstmlab.cli.options import CONTEXT_SETTINGS
 from lstmlab.cli.prepare import prepare_cmd
+from lstmlab.cli.push import push_cmd
 from lstmlab.cli.recipes import recipes_cmd
+from lstmlab.cli.runs import runs_cmd
 from lstmlab.cli.sample import sample_cmd
+from lstmlab.cli.score import score_cmd
 from lstmlab.cli.train import train_cmd
 
 app = typer.Typer(
@@ -51,6 +55,10 @@ app.command("prepare")(prepare_cmd)
 app.command("train")(train_cmd)
 app.command("eval")(eval_cmd)
 app.command("sample")(sample_cmd)
+app.command("score")(score_cmd)
+app.command("export")(export_cmd)
+app.command("push")(push_cmd)
+app.command("runs")(runs_cmd)
 app.command("bench")(bench_cmd)
 app.command("compare")(compare_cmd)
 app.command("cells")(cells_cmd)

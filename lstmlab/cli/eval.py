@@ -12,7 +12,7 @@ from lstmlab.cli.checkpoint_option import CheckpointChoiceOpt
 from lstmlab.cli.common import RichProgress, console, handle_errors
 from lstmlab.cli.options import DataDirOpt, DeviceOpt, RunArg
 from lstmlab.evaluate import EvalReport, evaluate_run, write_eval
-from lstmlab.runs import run_dir_of
+from lstmlab.runs import resolve_run, run_dir_of
 
 
 @handle_errors
@@ -64,7 +64,7 @@ def eval_cmd(
     one checkpoint's results: evaluating another checkpoint replaces it.
     """
     report = evaluate_run(
-        run,
+        resolve_run(run),
         splits=("valid", "test") if split == "all" else (split,),
         checkpoint=checkpoint,
         batch_size=batch_size,

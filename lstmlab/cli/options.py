@@ -40,7 +40,7 @@ DeviceOpt = Annotated[
 RunArg = Annotated[
     Path,
     typer.Argument(
-        help="A run folder (runs/<run>) or a checkpoint .pt file.",
+        help="A run folder (runs/<run>), `latest` (the newest under runs/) or a .pt file.",
         metavar="RUN",
         show_default=False,
     ),

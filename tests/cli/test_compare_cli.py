@@ -9,13 +9,13 @@ import re
 
 import pytest
 import yaml
-from fake_runs import make_run, standard_runs
 from typer.testing import CliRunner
 
 from lstmlab.cells import CELLS
 from lstmlab.cli import common
 from lstmlab.cli.app import app
 
+from fake_runs import make_run, standard_runs
 from support import REPO, TINY_RECIPE
 
 runner = CliRunner()

@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 
 import pytest
-from fake_checkpoints import make_checkpoint, tiny_corpus_at
 from typer.testing import CliRunner
 
 from lstmlab.cli.app import app
+
+from fake_checkpoints import make_checkpoint, tiny_corpus_at
 
 runner = CliRunner()
 

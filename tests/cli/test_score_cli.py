@@ -8,12 +8,13 @@ from pathlib import Path
 import huggingface_hub
 import pytest
 import typer
-from tiny_run import place_in_hub_cache, trained_tied_run
 from typer.testing import CliRunner
 
 from lstmlab.cli.export import export_cmd
 from lstmlab.cli.push import push_cmd
 from lstmlab.cli.score import score_cmd
+
+from tiny_run import place_in_hub_cache, trained_tied_run
 
 TEXT = "the quick brown fox jumps over the lazy dog.\n"
 

@@ -15,8 +15,18 @@ def test_piped_training_prints_plain_lines_with_eta_and_validations(tiny_corpus,
     recipe.write_text(yaml.safe_dump(TINY_RECIPE))
     result = CliRunner().invoke(
         app,
-        ["train", str(recipe), "--run-dir", str(tmp_path / "r"), "--set", "train.max_steps=8",
-         "--set", "train.eval_every=4", "--device", "cpu"],
+        [
+            "train",
+            str(recipe),
+            "--run-dir",
+            str(tmp_path / "r"),
+            "--set",
+            "train.max_steps=8",
+            "--set",
+            "train.eval_every=4",
+            "--device",
+            "cpu",
+        ],
     )
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
@@ -42,3 +52,17 @@ def test_run_dir_dot_with_force_is_refused_and_nothing_is_deleted(tiny_corpus, t
     result = CliRunner().invoke(app, ["train", str(recipe), "--run-dir", ".", "--force"])
     assert result.exit_code == 2 and "error:" in result.output and "Traceback" not in result.output
     assert (tmp_path / "notes.txt").read_text() == "mine" and recipe.is_file()
+
+
+def test_runs_lists_newest_first_and_latest_is_accepted(tiny_corpus, tmp_path):
+    recipe = tmp_path / "tiny.yaml"
+    recipe.write_text(yaml.safe_dump(TINY_RECIPE))
+    for name in ("first", "second"):
+        args = ["train", str(recipe), "--run-dir", f"runs/{name}", "--set", "train.max_steps=2"]
+        assert CliRunner().invoke(app, args).exit_code == 0
+    result = CliRunner().invoke(app, ["runs"])
+    assert result.exit_code == 0, result.output
+    assert result.output.index("│ second") < result.output.index("│ first")
+    assert "finished" in result.output and "lstm" in result.output
+    sampled = CliRunner().invoke(app, ["sample", "latest", "--length", "5", "--seed", "1"])
+    assert sampled.exit_code == 0, sampled.output
