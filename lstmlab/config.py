@@ -370,6 +370,11 @@ class TrainConfig(Frozen):
         default=False,
         description="Wrap the model in torch.compile for the training step (needs a C++ compiler).",
     )
+    loggers: tuple[Literal["tensorboard", "wandb", "mlflow"], ...] = Field(
+        default=(),
+        description="Experiment trackers fed every metrics record (files inside the run folder by "
+        "default); each is an extra: pip install 'lstmlab[NAME]'.",
+    )
 
     @model_validator(mode="after")
     def _has_budget(self) -> TrainConfig:

@@ -57,6 +57,7 @@ from lstmlab.model import LanguageModel, build_model
 from lstmlab.optim import apply_optimizer_settings, build_optimizer, lr_factor, total_steps
 from lstmlab.progress import NullProgress, Progress
 from lstmlab.resume import check_same_corpus, corpus_identity, resume_changes
+from lstmlab.trackers import TrackerSink, open_trackers, status_of
 
 
 class TrainingInterrupted(TrainingError):
@@ -685,6 +686,10 @@ def fit(
     device = torch.device(device)
     cfg = with_absolute_data_dir(cfg)
     corpus = open_run_corpus(cfg, verify=True)
+    trackers = None
+    if cfg.train.loggers and dist.is_main:  # a missing extra fails here, before any claim
+        trackers = open_trackers(cfg.train.loggers, Path(run_dir), cfg.to_dict(), resume=resume)
+        on_event = _fan_out(on_event, trackers)
     lock = _claim(Path(run_dir), resume=resume, force=force, cfg=cfg, dist=dist)
     try:
         if lock is not None and on_event is not None:
@@ -694,19 +699,29 @@ def fit(
             cfg, Path(run_dir), resume=resume, device=device, dist=dist, corpus=corpus
         )
         result = _loop(run, changes, progress, on_event)
-    except (KeyboardInterrupt, TrainingInterrupted, ConfigError, UsageError):
-        if lock is not None:
-            lock.abandon()  # releases; undoes a fresh start that saved nothing
-        raise
     except BaseException as exc:
-        if lock is not None and runs.has_checkpoint(run_dir):
+        if trackers is not None:
+            trackers.close(status_of(exc))
+        stopped = isinstance(exc, (KeyboardInterrupt, TrainingInterrupted, ConfigError, UsageError))
+        if lock is not None and not stopped and runs.has_checkpoint(run_dir):
             lock.mark_failed(f"{type(exc).__name__}: {exc}")  # compare shows the run crashed
         elif lock is not None:
-            lock.abandon()
+            lock.abandon()  # releases; undoes a fresh start that saved nothing
         raise
     if lock is not None:
         lock.release()
     return result
+
+
+def _fan_out(on_event: Callable[[dict], None] | None, trackers: TrackerSink):
+    """One event hook feeding the trackers, then the caller's."""
+
+    def both(record: dict) -> None:
+        trackers(record)
+        if on_event is not None:
+            on_event(record)
+
+    return both
 
 
 def _claim(run_dir: Path, *, resume: bool, force: bool, cfg: RunConfig, dist: DistContext):

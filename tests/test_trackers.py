@@ -453,3 +453,54 @@ def test_fit_feeds_the_trackers_and_resume_continues_them(tiny_corpus, mlflow_lo
         (r["step"], pytest.approx(r["loss"])) for r in logged
     ]
     assert [s for s, _ in _history(client, entry["run_id"], "valid/bpc")] == [4, 8]
+
+
+def test_recipe_loggers_name_exactly_the_registered_trackers():
+    from typing import get_args
+
+    from lstmlab.config import TrainConfig
+
+    (inner,) = get_args(TrainConfig.model_fields["loggers"].annotation)[:1]
+    assert set(get_args(inner)) == set(TRACKERS)
+
+
+def test_cli_logger_option_trains_into_tensorboard(tmp_path, monkeypatch):
+    pytest.importorskip("tensorboard")
+    import numpy as np
+    import yaml
+    from typer.testing import CliRunner
+
+    from lstmlab.cli.app import app
+    from lstmlab.corpora.store import write_corpus
+    from lstmlab.tokenizers import CharTokenizer
+
+    from support import TINY_RECIPE, TINY_TEXT
+
+    tok = CharTokenizer(sorted(set(TINY_TEXT)))
+    ids = np.array(tok.encode(TINY_TEXT))
+    write_corpus(
+        tmp_path / "data",
+        "tiny",
+        tok,
+        {"train": ids[:2000], "valid": ids[2000:2300], "test": ids[2300:]},
+    )
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(yaml.safe_dump(TINY_RECIPE))
+    run = tmp_path / "runs" / "tb"
+    args = [
+        "train",
+        str(recipe),
+        "--run-dir",
+        str(run),
+        "--logger",
+        "tensorboard",
+        "--set",
+        "train.max_steps=4",
+    ]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert yaml.safe_load((run / "config.yaml").read_text())["train"]["loggers"] == ["tensorboard"]
+    assert any((run / "tensorboard").rglob("events.out.tfevents.*"))
+    other = ["train", str(recipe), "--run-dir", str(tmp_path / "runs" / "x")]
+    missing = CliRunner().invoke(app, [*other, "--logger", "nope"])
+    assert missing.exit_code == 2 and "train.loggers" in missing.output

@@ -57,6 +57,16 @@ def train_cmd(
         bool,
         typer.Option("--dry-run", help="Validate and print the resolved recipe(s); train nothing."),
     ] = False,
+    loggers: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--logger",
+            metavar="NAME",
+            help="Also send metrics to a tracker: tensorboard, wandb or mlflow (repeatable; "
+            "adds to train.loggers; each is an extra: pip install 'lstmlab[NAME]').",
+            show_default=False,
+        ),
+    ] = None,
     seeds: Annotated[
         str | None,
         typer.Option(
@@ -81,7 +91,7 @@ def train_cmd(
     """
     from lstmlab import zoo
 
-    overrides = overrides or []
+    overrides = [*(overrides or []), *_logger_override(recipes, resume, overrides, loggers)]
     files = expand_recipes(recipes or [])
     if seeds is not None or len(files) > 1 or any(p.is_dir() for p in recipes or []):
         _check_many(resume, run_dir, nproc)
@@ -98,6 +108,23 @@ def train_cmd(
     if nproc > 1:
         return _relaunch(cfg, files, overrides, target, resume, force, device, nproc)
     _train_one(cfg, target, resume=resume is not None, force=force, device=device)
+
+
+def _logger_override(recipes, resume, overrides, loggers) -> list[str]:
+    """--logger NAME as a `train.loggers` override that keeps the recipe's own trackers."""
+    if not loggers:
+        return []
+    import json
+
+    from lstmlab.resume import load_run_config
+
+    base: tuple[str, ...] = ()
+    files = expand_recipes(recipes or [])
+    if resume is not None:
+        base = load_run_config(resume, overrides or []).train.loggers
+    elif len(files) == 1:
+        base = load_recipe(files[0], overrides or []).train.loggers
+    return [f"train.loggers={json.dumps(list(dict.fromkeys([*base, *loggers])))}"]
 
 
 def _single_run(files, overrides, run_dir, runs_dir, resume) -> tuple[RunConfig, Path]:
