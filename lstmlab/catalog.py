@@ -30,7 +30,7 @@ from lstmlab.cells import CELLS
 from lstmlab.cells.configs import CELL_CONFIGS
 from lstmlab.compare import budget_text, cell_names
 from lstmlab.config import ModelConfig, RunConfig, load_recipe
-from lstmlab.corpora.store import default_data_dir, open_corpus
+from lstmlab.corpora.store import default_data_dir, open_corpus, prepare_command
 from lstmlab.errors import LstmlabError, UsageError
 
 # Vocabulary sizes of the standard corpora, used when the corpus is not prepared here.
@@ -163,7 +163,7 @@ def recipe_catalog(root: Path, data_dir: Path | None = None) -> list[RecipeInfo]
             infos.append(RecipeInfo(path=shown, problem=exc.message.splitlines()[0]))
             continue
         vocab = vocab_size_of(cfg.data.corpus, data_dir or cfg.data.data_dir)
-        count, problem = None, f"needs corpus: `lstmlab prepare {cfg.data.corpus}`"
+        count, problem = None, f"needs corpus: `{prepare_command(cfg.data.corpus)}`"
         if vocab:
             try:
                 count, problem = count_parameters(cfg.model, vocab), None

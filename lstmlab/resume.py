@@ -14,7 +14,7 @@ from pathlib import Path
 
 from lstmlab import runs
 from lstmlab.config import RunConfig, load_recipe
-from lstmlab.corpora.store import Corpus
+from lstmlab.corpora.store import Corpus, prepare_command
 from lstmlab.errors import ConfigError, CorpusError, UsageError
 
 # Fields a resumed run cannot change: they shape the network, the optimizer's state or
@@ -75,7 +75,7 @@ def check_same_corpus(payload: dict, corpus: Corpus, run_dir: Path) -> None:
         raise CorpusError(
             f"corpus {corpus.name!r} in {corpus.path.parent} is not the one {run_dir} was trained on "
             "(its split checksums differ)",
-            hint=f"prepare the original corpus again (`lstmlab prepare {corpus.name} ...`) or point "
+            hint=f"prepare the original corpus again (`{prepare_command(corpus.name, again=True)}`) or point "
             "--set data.data_dir=DIR at it",
         )
 

@@ -369,7 +369,7 @@ def dynamic_scorer(
     Raises UsageError (exit 2) when that corpus is not prepared here or has
     another vocabulary: without its statistics dynamic evaluation has no scale.
     """
-    from lstmlab.corpora.store import default_data_dir, open_corpus
+    from lstmlab.corpora.store import default_data_dir, open_corpus, prepare_command
     from lstmlab.dynamic_eval import DynamicEvaluator, gradient_rms
     from lstmlab.errors import CorpusError
 
@@ -382,7 +382,7 @@ def dynamic_scorer(
         raise UsageError(
             f"--dynamic needs the model's training corpus {cfg.data.corpus!r} for its gradient "
             f"statistics, and it is not available here ({exc.message})",
-            hint=f"run `lstmlab prepare {cfg.data.corpus}` (or pass --data-dir), or score without --dynamic",
+            hint=f"run `{prepare_command(cfg.data.corpus)}` (or pass --data-dir), or score without --dynamic",
         ) from None
     if corpus.tokenizer.to_meta() != tokenizer.to_meta():
         raise UsageError(

@@ -125,3 +125,101 @@ def test_no_user_file_ever_changes_or_disappears(ops):
             assert sorted(p.name for p in Path(outer).iterdir()) == ["work"]  # nothing above cwd
         finally:
             os.chdir(cwd)
+
+
+# ---------------------------------------------------------------- the commands themselves
+
+OUTCOMES: list[tuple[str, int]] = []  # (command, exit code) of every call, for the check below
+CLI_RUNS = ["runs/r1", "runs/r2", ".", "runs/mine", "data", "in"]
+cli_prepare = st.tuples(st.just("prepare"), st.sampled_from(["book", "c1"]), st.booleans())
+cli_train = st.tuples(
+    st.just("train"),
+    st.sampled_from(CLI_RUNS),
+    st.sampled_from(["fresh", "force", "resume"]),
+    st.integers(2, 4),  # max_steps
+)
+cli_read = st.tuples(st.sampled_from(["eval", "compare", "sample"]), st.sampled_from(CLI_RUNS))
+cli_drop = st.tuples(
+    st.just("drop"), st.sampled_from(["runs/r1", "data/book", "runs/r1/checkpoints"])
+)
+cli_operations = st.lists(
+    st.one_of(cli_prepare, cli_train, cli_read, cli_drop), min_size=2, max_size=6
+)
+
+
+def _cli_args(op) -> list[str] | None:
+    kind = op[0]
+    if kind == "prepare":
+        force = ["--force"] if op[2] else []
+        return ["prepare", "text", "in/book.txt", "--name", op[1], "--data-dir", "data", *force]
+    if kind == "train":
+        _, run, how, steps = op
+        budget = ["--set", f"train.max_steps={steps}", "--device", "cpu"]
+        if how == "resume":
+            return ["train", "--resume", run, *budget]
+        return [
+            "train",
+            "recipe.yaml",
+            "--run-dir",
+            run,
+            *budget,
+            *(["--force"] if how == "force" else []),
+        ]
+    if kind == "eval":
+        return ["eval", op[1], "--device", "cpu"]
+    if kind == "sample":
+        return ["sample", op[1], "--length", "3", "--seed", "0", "--device", "cpu"]
+    if kind == "compare":
+        return ["compare", op[1]]
+    return None
+
+
+@settings(
+    max_examples=12,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(ops=cli_operations)
+def test_random_command_sequences_keep_user_files_and_never_trace_back(ops):
+    """prepare / train / --force / --resume / eval / compare / sample through the CLI."""
+    import yaml
+    from typer.testing import CliRunner
+
+    from lstmlab.cli.app import app
+
+    from support import TINY_RECIPE
+
+    recipe = {**TINY_RECIPE, "data": {"corpus": "c1", "data_dir": "data"}}
+    cwd = os.getcwd()
+    with tempfile.TemporaryDirectory() as outer:
+        root = Path(outer) / "work"
+        for rel, text in {**USER_FILES, "recipe.yaml": yaml.safe_dump(recipe)}.items():
+            (root / rel).parent.mkdir(parents=True, exist_ok=True)
+            (root / rel).write_text(text)
+        protected = {rel: (root / rel).read_bytes() for rel in [*USER_FILES, "recipe.yaml"]}
+        os.chdir(root)
+        try:
+            # a corpus and a run exist, so every later command has real work to act on
+            for op in [("prepare", "c1", False), ("train", "runs/r1", "fresh", 2), *ops]:
+                args = _cli_args(op)
+                if args is None:
+                    _run_op(op, root, protected)
+                    continue
+                result = CliRunner().invoke(app, args)
+                OUTCOMES.append((args[0], result.exit_code))
+                assert result.exit_code in (0, 1, 2), (args, result.output)
+                assert "Traceback" not in result.output, (args, result.output)
+                for rel, data in protected.items():
+                    path = root / rel
+                    assert path.is_file() and path.read_bytes() == data, (args, rel)
+            assert sorted(p.name for p in Path(outer).iterdir()) == ["work"]
+        finally:
+            os.chdir(cwd)
+
+
+def test_the_random_sequences_did_real_work():
+    """The property above is only worth something if commands succeeded too, not just refused."""
+    if not OUTCOMES:
+        test_random_command_sequences_keep_user_files_and_never_trace_back()
+    succeeded = {command for command, code in OUTCOMES if code == 0}
+    assert {"prepare", "train", "eval"} <= succeeded, OUTCOMES

@@ -44,6 +44,18 @@ META = "meta.json"
 CORPUS_FILES = frozenset({*(f"{s}.bin" for s in SPLITS), META, "spm.model"})
 
 
+# Corpora whose folder name is their `lstmlab prepare` kind by default.
+STANDARD_CORPORA = ("ptb", "enwik8", "builtin")
+
+
+def prepare_command(name: str, *, again: bool = False) -> str:
+    """The command that (re)builds the corpus folder `name`, spelled as the user types it."""
+    force = " --force" if again else ""
+    if name in STANDARD_CORPORA:
+        return f"lstmlab prepare {name}{force}"
+    return f"lstmlab prepare text FILE... --name {name}{force}"
+
+
 def default_data_dir() -> Path:
     """`$LSTMLAB_DATA_DIR` when set, else ./data."""
     return Path(os.environ.get("LSTMLAB_DATA_DIR", DEFAULT_DATA_DIR))
@@ -139,12 +151,12 @@ class Corpus:
             size = path.stat().st_size
         except FileNotFoundError:
             raise CorpusError(
-                f"{path} is missing", hint=f"run `lstmlab prepare {self.name}` again"
+                f"{path} is missing", hint=f"run `{prepare_command(self.name, again=True)}`"
             ) from None
         if size != expected:
             raise ChecksumError(
                 f"{path} has {size} bytes, its manifest says {expected}",
-                hint=f"the file is truncated or altered; run `lstmlab prepare {self.name}` again",
+                hint=f"the file is truncated or altered; run `{prepare_command(self.name, again=True)}`",
             )
         if info.tokens == 0:
             return np.zeros(0, dtype=dtype)
@@ -158,7 +170,7 @@ class Corpus:
             if actual != info.sha256:
                 raise ChecksumError(
                     f"{self.path / (split + '.bin')} does not match its checksum in meta.json",
-                    hint=f"the file was altered; run `lstmlab prepare {self.name}` again",
+                    hint=f"the file was altered; run `{prepare_command(self.name, again=True)}`",
                 )
 
 
@@ -173,14 +185,14 @@ def open_corpus(data_dir: Path | str, name: str) -> Corpus:
     if not meta_path.is_file():
         raise CorpusError(
             f"corpus {name!r} is not prepared in {Path(data_dir)}/",
-            hint=f"run `lstmlab prepare {name}` (or pass --data-dir / set data.data_dir)",
+            hint=f"run `{prepare_command(name)}` (or pass --data-dir / set data.data_dir)",
         )
     try:
         data = json.loads(meta_path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise CorpusError(
             f"{meta_path} is unreadable ({exc.__class__.__name__})",
-            hint=f"run `lstmlab prepare {name}` again",
+            hint=f"run `{prepare_command(name, again=True)}`",
         ) from None
     return Corpus(path, CorpusMeta.from_json(data, meta_path))
 

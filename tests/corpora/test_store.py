@@ -73,7 +73,7 @@ def test_truncated_split_fails_when_read(tmp_path):
         ChecksumError, match="valid.bin has 98 bytes, its manifest says 101"
     ) as info:
         corpus.tokens("valid")
-    assert "lstmlab prepare c" in info.value.hint
+    assert "lstmlab prepare text FILE... --name c" in info.value.hint
 
 
 def test_altered_split_fails_verification(tmp_path):
