@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from lstmlab.errors import ChecksumError, CorpusError, UsageError
+from lstmlab.errors import ChecksumError, CorpusError, LstmlabError, UsageError
 from lstmlab.tokenizers import tokenizer_from_meta
 
 FORMAT_VERSION = 1
@@ -99,25 +99,57 @@ class CorpusMeta:
 
     @classmethod
     def from_json(cls, data: Mapping, where: Path) -> CorpusMeta:
-        try:
-            if data["format_version"] != FORMAT_VERSION:
-                raise CorpusError(
-                    f"{where} has corpus format {data['format_version']}, this lstmlab reads {FORMAT_VERSION}",
-                    hint="prepare the corpus again",
-                )
-            return cls(
-                name=data["name"],
-                tokenizer=dict(data["tokenizer"]),
-                dtype=data["dtype"],
-                splits={k: SplitInfo(**v) for k, v in data["splits"].items()},
-                sources=dict(data.get("sources", {})),
-                extra=dict(data.get("extra", {})),
+        """Read a manifest, checking every field's type: a hand-edited file fails in one line."""
+        name = where.parent.name
+
+        def bad(what: str) -> CorpusError:
+            return CorpusError(
+                f"{where} is not a valid corpus manifest ({what})",
+                hint=f"run `{prepare_command(name, again=True)}`",
             )
-        except (KeyError, TypeError) as exc:
+
+        if not isinstance(data, Mapping):
+            raise bad(f"a {type(data).__name__}, not a mapping")
+        if data.get("format_version") != FORMAT_VERSION:
             raise CorpusError(
-                f"{where} is not a valid corpus manifest (missing {exc})",
-                hint="prepare the corpus again",
-            ) from None
+                f"{where} has corpus format {data.get('format_version')!r}, this lstmlab reads {FORMAT_VERSION}",
+                hint=f"run `{prepare_command(name, again=True)}`",
+            )
+        for key, kind in (
+            ("name", str),
+            ("tokenizer", Mapping),
+            ("dtype", str),
+            ("splits", Mapping),
+        ):
+            if not isinstance(data.get(key), kind):
+                raise bad(f"{key!r} is missing or not a {kind.__name__.lower()}")
+        try:
+            dtype = np.dtype(data["dtype"])
+        except TypeError:
+            raise bad(f"dtype {data['dtype']!r} is not a numpy type") from None
+        if dtype.kind != "u":
+            raise bad(f"dtype {data['dtype']!r} is not an unsigned integer type")
+        splits = {}
+        for split, info in data["splits"].items():
+            if not isinstance(info, Mapping):
+                raise bad(f"split {split!r} is not a mapping")
+            counts = [info.get("tokens"), info.get("chars")]
+            if not all(type(c) is int and c >= 0 for c in counts):
+                raise bad(f"split {split!r} needs whole, non-negative tokens and chars")
+            if not isinstance(info.get("sha256"), str):
+                raise bad(f"split {split!r} has no sha256")
+            splits[split] = SplitInfo(tokens=counts[0], chars=counts[1], sha256=info["sha256"])
+        extras = [data.get("sources", {}), data.get("extra", {})]
+        if not all(isinstance(e, Mapping) for e in extras):
+            raise bad("'sources' and 'extra' must be mappings")
+        return cls(
+            name=data["name"],
+            tokenizer=dict(data["tokenizer"]),
+            dtype=data["dtype"],
+            splits=splits,
+            sources=dict(extras[0]),
+            extra=dict(extras[1]),
+        )
 
 
 class Corpus:
@@ -126,7 +158,15 @@ class Corpus:
     def __init__(self, path: Path, meta: CorpusMeta) -> None:
         self.path = path
         self.meta = meta
-        self.tokenizer = tokenizer_from_meta(meta.tokenizer, path)
+        try:
+            self.tokenizer = tokenizer_from_meta(meta.tokenizer, path)
+        except LstmlabError:
+            raise
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise CorpusError(
+                f"{path / 'meta.json'} has an unreadable tokenizer ({type(exc).__name__}: {exc})",
+                hint=f"run `{prepare_command(path.name, again=True)}`",
+            ) from None
 
     @property
     def name(self) -> str:

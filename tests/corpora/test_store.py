@@ -108,3 +108,37 @@ def test_default_data_dir_follows_the_environment(monkeypatch, tmp_path):
     assert store.default_data_dir() == tmp_path / "elsewhere"
     monkeypatch.delenv("LSTMLAB_DATA_DIR")
     assert store.default_data_dir() == store.Path("data")
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda m: [m],
+        lambda m: {**m, "splits": [1, 2]},
+        lambda m: {
+            **m,
+            "splits": {**m["splits"], "train": {**m["splits"]["train"], "tokens": None}},
+        },
+        lambda m: {
+            **m,
+            "splits": {**m["splits"], "train": {**m["splits"]["train"], "tokens": "12"}},
+        },
+        lambda m: {**m, "dtype": "nonsense"},
+        lambda m: {**m, "dtype": 7},
+        lambda m: {**m, "tokenizer": "char"},
+        lambda m: {**m, "tokenizer": {"kind": "char"}},
+        lambda m: {k: v for k, v in m.items() if k != "name"},
+        lambda m: {**m, "format_version": "1"},
+    ],
+)
+def test_a_hand_damaged_manifest_is_one_corpus_error(tmp_path, damage):
+    tok = CharTokenizer(list("abc"))
+    store.write_corpus(
+        tmp_path, "c", tok, {s: np.array([0, 1, 2, 1]) for s in ("train", "valid", "test")}
+    )
+    meta = tmp_path / "c" / "meta.json"
+    meta.write_text(json.dumps(damage(json.loads(meta.read_text()))))
+    with pytest.raises(CorpusError) as err:
+        corpus = store.open_corpus(tmp_path, "c")
+        corpus.tokens("train")
+    assert "lstmlab prepare text FILE... --name c --force" in err.value.hint
