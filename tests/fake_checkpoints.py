@@ -33,7 +33,7 @@ def tiny_corpus_at(data_dir: Path, text: str = TINY_TEXT, name: str = "tiny"):
         "valid": ids[int(0.8 * n) : int(0.9 * n)],
         "test": ids[int(0.9 * n) :],
     }
-    return write_corpus(data_dir, name, tok, splits)
+    return write_corpus(data_dir, name, tok, splits, replace=True)  # re-preparing replaces it
 
 
 def corpus_record(corpus, *, splits: bool = True) -> dict:

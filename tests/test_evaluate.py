@@ -278,7 +278,9 @@ def test_old_checkpoints_without_checksums_get_the_vocabulary_check(tmp_path, mo
     text = "".join(sorted(set(TINY_TEXT)))[:-3] * 300  # three symbols fewer
     tiny = CharTokenizer(sorted(set(text)))
     ids = np.array(tiny.encode(text))
-    write_corpus(tmp_path / "data", "tiny", tiny, {"train": ids, "valid": ids, "test": ids})
+    write_corpus(
+        tmp_path / "data", "tiny", tiny, {s: ids for s in ("train", "valid", "test")}, replace=True
+    )
     with pytest.raises(VocabularyError, match="another vocabulary"):
         evaluate_run(other, data_dir=tmp_path / "data")
 
