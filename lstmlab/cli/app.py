@@ -38,8 +38,13 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
+# Commands that run networks: they keep freed tensor memory in the process (allocator.py).
+COMPUTE_COMMANDS = frozenset({"train", "eval", "sample", "score", "bench"})
+
+
 @app.callback()
 def root(
+    ctx: typer.Context,
     version: Annotated[
         bool,
         typer.Option(
@@ -48,7 +53,8 @@ def root(
     ] = False,
 ) -> None:
     """Character-level language modelling with recurrent networks."""
-    keep_freed_memory()  # every command: large tensors stop page-faulting each step
+    if ctx.invoked_subcommand in COMPUTE_COMMANDS:
+        keep_freed_memory()  # large tensors stop page-faulting in every step
 
 
 app.command("prepare")(prepare_cmd)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 from rich.markup import escape
@@ -11,8 +11,10 @@ from rich.table import Table
 from lstmlab.cli.checkpoint_option import CheckpointChoiceOpt
 from lstmlab.cli.common import RichProgress, console, handle_errors
 from lstmlab.cli.options import DataDirOpt, DeviceOpt, RunArg
-from lstmlab.evaluate import EvalReport, evaluate_run, write_eval
 from lstmlab.runs import resolve_run, run_dir_of
+
+if TYPE_CHECKING:
+    from lstmlab.evaluate import EvalReport
 
 
 @handle_errors
@@ -63,6 +65,8 @@ def eval_cmd(
     the weights adapt to it); eval.json records both figures. eval.json holds
     one checkpoint's results: evaluating another checkpoint replaces it.
     """
+    from lstmlab.evaluate import evaluate_run, write_eval
+
     report = evaluate_run(
         resolve_run(run),
         splits=("valid", "test") if split == "all" else (split,),

@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
 from lstmlab.cli.common import RichProgress, console, handle_errors
-from lstmlab.corpora import PrepareRequest, prepare_corpus, store
-from lstmlab.corpora.hf import parse_split_map
-from lstmlab.corpora.text import parse_fractions
 from lstmlab.errors import UsageError
-from lstmlab.subword import SubwordOptions
+
+if TYPE_CHECKING:
+    from lstmlab.subword import SubwordOptions
 
 
 @handle_errors
@@ -127,6 +126,10 @@ def prepare_cmd(
     Any of them with --tokenizer sentencepiece --vocab-size N [--model-type unigram|bpe]:
     subword ids from a model trained on the train split; bpc stays per character.
     """
+    from lstmlab.corpora import PrepareRequest, prepare_corpus, store
+    from lstmlab.corpora.hf import parse_split_map
+    from lstmlab.corpora.text import parse_fractions
+
     options: dict = {}
     if fractions is not None:
         options["fractions"] = parse_fractions(fractions)
@@ -175,6 +178,8 @@ def subword_options(
             f"--tokenizer {tokenizer!r} is not available",
             hint="use --tokenizer sentencepiece, or leave it out for the corpus's own characters/bytes",
         )
+    from lstmlab.subword import SubwordOptions
+
     defaults = SubwordOptions()
     return SubwordOptions(
         vocab_size=defaults.vocab_size if vocab_size is None else vocab_size,

@@ -8,7 +8,6 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from lstmlab.catalog import default_recipes_dir, recipe_catalog
 from lstmlab.cli.common import console, handle_errors
 from lstmlab.cli.options import DataDirOpt
 
@@ -26,6 +25,8 @@ def recipes_cmd(
     data_dir: DataDirOpt = None,
 ) -> None:
     """List every recipe: corpus, cell(s), parameters, budget and where its values come from."""
+    from lstmlab.catalog import default_recipes_dir, recipe_catalog
+
     root = recipes_dir or default_recipes_dir()
     table = Table(title=f"recipes in {root}", title_justify="left")
     for column in ("recipe", "corpus", "cell", "parameters", "budget", "source"):

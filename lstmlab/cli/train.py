@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
 from lstmlab import runs
-from lstmlab.catalog import recipe_files
 from lstmlab.cli.common import RichProgress, console, err_console, fail, handle_errors
 from lstmlab.cli.options import DeviceOpt, SetOpt
-from lstmlab.config import RunConfig, load_recipe
 from lstmlab.errors import TrainingError, UsageError
+
+if TYPE_CHECKING:
+    from lstmlab.config import RunConfig
 
 
 @handle_errors
@@ -90,6 +91,7 @@ def train_cmd(
     (one run folder each, named <recipe>-<corpus>) and end with `lstmlab compare`.
     """
     from lstmlab import zoo
+    from lstmlab.config import load_recipe
 
     overrides = [*(overrides or []), *_logger_override(recipes, resume, overrides, loggers)]
     files = expand_recipes(recipes or [])
@@ -116,6 +118,7 @@ def _logger_override(recipes, resume, overrides, loggers) -> list[str]:
         return []
     import json
 
+    from lstmlab.config import load_recipe
     from lstmlab.resume import load_run_config
 
     base: tuple[str, ...] = ()
@@ -129,6 +132,7 @@ def _logger_override(recipes, resume, overrides, loggers) -> list[str]:
 
 def _single_run(files, overrides, run_dir, runs_dir, resume) -> tuple[RunConfig, Path]:
     """The recipe and run folder of a one-run command (fresh or --resume)."""
+    from lstmlab.config import load_recipe
     from lstmlab.resume import resume_config
 
     recipe = files[0] if files else None
@@ -324,6 +328,8 @@ def _train_many(plan, force: bool, device: str) -> None:
 
 def expand_recipes(paths: list[Path]) -> list[Path]:
     """Recipe files as given, folders replaced by every *.yaml below them (sorted)."""
+    from lstmlab.catalog import recipe_files
+
     files: list[Path] = []
     for path in paths:
         if path.is_dir():
