@@ -377,15 +377,35 @@ def recipe_reference() -> str:
     return "\n".join(lines) + "\n"
 
 
+def recipe_roots() -> list[Path]:
+    """Where recipes are looked up by name: ./recipes, then the ones shipped with lstmlab."""
+    package = Path(__file__).resolve().parent
+    shipped = [package / "recipes", package.parent / "recipes"]  # installed; editable checkout
+    roots = [Path("recipes"), *(p for p in shipped if p.is_dir())]
+    return [p for p in dict.fromkeys(roots) if p.is_dir()]
+
+
 def default_recipes_dir() -> Path:
-    """./recipes when it exists, else the recipes/ folder beside the installed package."""
-    here = Path("recipes")
-    if here.is_dir():
-        return here
-    return Path(__file__).resolve().parents[1] / "recipes"
+    """./recipes when it exists, else the recipes shipped with lstmlab."""
+    roots = recipe_roots()
+    return roots[0] if roots else Path("recipes")
+
+
+def find_recipe(name: Path | str) -> Path:
+    """A recipe file or folder as given, else by name under the recipe roots (`tiny/lstm`)."""
+    path = Path(name)
+    if path.exists():
+        return path
+    for root in recipe_roots():
+        for candidate in (root / path, root / path.with_suffix(".yaml")):
+            if candidate.exists() and not path.is_absolute():
+                return candidate
+    return path  # as given: loading it names the missing file
 
 
 __all__ = [
+    "find_recipe",
+    "recipe_roots",
     "KNOWN_VOCAB_SIZES",
     "CellInfo",
     "RecipeInfo",

@@ -91,11 +91,13 @@ def train_cmd(
     (one run folder each, named <recipe>-<corpus>) and end with `lstmlab compare`.
     """
     from lstmlab import zoo
+    from lstmlab.catalog import find_recipe
     from lstmlab.config import load_recipe
 
     overrides = [*(overrides or []), *_logger_override(recipes, resume, overrides, loggers)]
     files = expand_recipes(recipes or [])
-    if seeds is not None or len(files) > 1 or any(p.is_dir() for p in recipes or []):
+    folders = any(find_recipe(p).is_dir() for p in recipes or [])
+    if seeds is not None or len(files) > 1 or folders:
         _check_many(resume, run_dir, nproc)
         if dry_run:
             for path in files:
@@ -328,10 +330,10 @@ def _train_many(plan, force: bool, device: str) -> None:
 
 def expand_recipes(paths: list[Path]) -> list[Path]:
     """Recipe files as given, folders replaced by every *.yaml below them (sorted)."""
-    from lstmlab.catalog import recipe_files
+    from lstmlab.catalog import find_recipe, recipe_files
 
     files: list[Path] = []
-    for path in paths:
+    for path in map(find_recipe, paths):
         if path.is_dir():
             found = recipe_files(path)
             if not found:
