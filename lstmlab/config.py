@@ -370,6 +370,16 @@ class TrainConfig(Frozen):
         default=False,
         description="Wrap the model in torch.compile for the training step (needs a C++ compiler).",
     )
+    init_from: str | None = Field(
+        default=None,
+        description="Start from these trained weights (a run folder, a .pt checkpoint, an export "
+        "folder or hf://user/repo): fine-tuning. The network must be the recipe's.",
+    )
+    extend_vocab: bool = Field(
+        default=False,
+        description="With init_from and char vocabularies: keep the rows of known symbols and add "
+        "fresh ones for symbols the source lacks, instead of refusing another vocabulary.",
+    )
     loggers: tuple[Literal["tensorboard", "wandb", "mlflow"], ...] = Field(
         default=(),
         description="Experiment trackers fed every metrics record (files inside the run folder by "
@@ -380,6 +390,12 @@ class TrainConfig(Frozen):
     def _has_budget(self) -> TrainConfig:
         if not any((self.max_steps, self.max_tokens, self.max_minutes, self.max_epochs)):
             raise ValueError("set a budget: one of max_steps, max_tokens, max_minutes, max_epochs")
+        return self
+
+    @model_validator(mode="after")
+    def _extend_needs_a_source(self) -> TrainConfig:
+        if self.extend_vocab and not self.init_from:
+            raise ValueError("extend_vocab applies to train.init_from; set it or drop extend_vocab")
         return self
 
 

@@ -27,6 +27,8 @@ FIXED_ON_RESUME = (
     "train.batch_size",
     "train.optimizer.name",
     "train.optimizer.decay",
+    "train.init_from",
+    "train.extend_vocab",
 )
 
 

@@ -53,6 +53,7 @@ from lstmlab.errors import (
     UsageError,
 )
 from lstmlab.evaluate import EvalResult, EvaluationStopped, evaluate, rows_for_rank
+from lstmlab.finetune import init_from
 from lstmlab.model import LanguageModel, build_model
 from lstmlab.optim import apply_optimizer_settings, build_optimizer, lr_factor, total_steps
 from lstmlab.progress import NullProgress, Progress
@@ -323,13 +324,14 @@ def open_run_corpus(cfg: RunConfig, *, verify: bool = False) -> Corpus:
 
 
 def with_absolute_data_dir(cfg: RunConfig) -> RunConfig:
-    """The recipe with data.data_dir resolved, so the run folder works from any directory."""
-    data_dir = Path(cfg.data.data_dir or default_data_dir()).resolve()
-    if cfg.data.data_dir is not None and Path(cfg.data.data_dir) == data_dir:
-        return cfg
+    """The recipe with data.data_dir (and a local init_from) resolved, so the run folder
+    works from any directory."""
     data = cfg.to_dict()
-    data["data"]["data_dir"] = str(data_dir)
-    return validate(data)
+    data["data"]["data_dir"] = str(Path(cfg.data.data_dir or default_data_dir()).resolve())
+    source = cfg.train.init_from
+    if source and not source.startswith("hf:") and Path(source).exists():
+        data["train"]["init_from"] = str(Path(source).resolve())  # so is the weights' source
+    return cfg if data == cfg.to_dict() else validate(data)
 
 
 # ---------------------------------------------------------------- resume rules
@@ -360,6 +362,7 @@ class Run:
     char_len: torch.Tensor  # characters per token id, for bpc
     progress: TrainState
     state: list  # the recurrent state of this process's streams
+    init: dict | None = None  # what train.init_from loaded (a fresh start from trained weights)
 
     @property
     def local_batch(self) -> int:
@@ -441,6 +444,8 @@ def start_run(
     )
     if payload is not None:
         _restore(run, payload)
+    elif cfg.train.init_from:  # fine-tuning: trained weights, a fresh optimizer and counters
+        run.init = init_from(model, cfg, corpus.tokenizer)
     return run, changes
 
 
@@ -761,6 +766,8 @@ def _begin(run: Run, changes: list[str], emit, announce) -> None:
         if p.step:
             runs.truncate_metrics(run.run_dir, p.step)
             emit({"kind": "resume", "step": p.step, "changed": changes})
+        if run.init is not None:
+            emit({"kind": "init", "step": 0, **run.init})
         runs.write_config(run.run_dir, run.cfg.to_dict())
     if run.streams.length < tcfg.bptt:
         announce(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -68,6 +69,21 @@ def train_cmd(
             show_default=False,
         ),
     ] = None,
+    init_from: Annotated[
+        str | None,
+        typer.Option(
+            metavar="RUN|EXPORT|hf://ID",
+            help="Start from trained weights (fine-tuning): sets train.init_from.",
+            show_default=False,
+        ),
+    ] = None,
+    extend_vocab: Annotated[
+        bool,
+        typer.Option(
+            "--extend-vocab",
+            help="With --init-from and char vocabularies: fresh rows for symbols the source lacks.",
+        ),
+    ] = False,
     seeds: Annotated[
         str | None,
         typer.Option(
@@ -95,6 +111,10 @@ def train_cmd(
     from lstmlab.config import load_recipe
 
     overrides = [*(overrides or []), *_logger_override(recipes, resume, overrides, loggers)]
+    if init_from is not None:
+        overrides.append(f"train.init_from={json.dumps(init_from)}")
+    if extend_vocab:
+        overrides.append("train.extend_vocab=true")
     files = expand_recipes(recipes or [])
     folders = any(find_recipe(p).is_dir() for p in recipes or [])
     if seeds is not None or len(files) > 1 or folders:
@@ -118,8 +138,6 @@ def _logger_override(recipes, resume, overrides, loggers) -> list[str]:
     """--logger NAME as a `train.loggers` override that keeps the recipe's own trackers."""
     if not loggers:
         return []
-    import json
-
     from lstmlab.config import load_recipe
     from lstmlab.resume import load_run_config
 
@@ -261,6 +279,13 @@ def print_event(record: dict) -> None:
         err_console.print(
             f"step {record['step']}: valid bpc {record['bpc']:.4f} "
             f"({record['tokens']:,} tokens seen)",
+            soft_wrap=True,
+        )
+    elif kind == "init":
+        added = f", added {len(record['added'])} new symbols" if record["added"] else ""
+        err_console.print(
+            f"[dim]initialised from {escape(record['init_from'])} "
+            f"({record['kept']} symbols kept{added})[/]",
             soft_wrap=True,
         )
     elif kind == "resume" and record.get("changed"):
