@@ -696,6 +696,7 @@ def fit(
         trackers = open_trackers(cfg.train.loggers, Path(run_dir), cfg.to_dict(), resume=resume)
         on_event = _fan_out(on_event, trackers)
     lock = _claim(Path(run_dir), resume=resume, force=force, cfg=cfg, dist=dist)
+    run, first_step = None, 0
     try:
         if lock is not None and on_event is not None:
             for warning in lock.warnings:
@@ -703,12 +704,14 @@ def fit(
         run, changes = start_run(
             cfg, Path(run_dir), resume=resume, device=device, dist=dist, corpus=corpus
         )
+        first_step = run.progress.step
         result = _loop(run, changes, progress, on_event)
     except BaseException as exc:
         if trackers is not None:
             trackers.close(status_of(exc))
-        stopped = isinstance(exc, (KeyboardInterrupt, TrainingInterrupted, ConfigError, UsageError))
-        if lock is not None and not stopped and runs.has_checkpoint(run_dir):
+        stepped = run is not None and run.progress.step > first_step
+        interrupted = isinstance(exc, (KeyboardInterrupt, TrainingInterrupted))
+        if lock is not None and stepped and not interrupted:
             lock.mark_failed(f"{type(exc).__name__}: {exc}")  # compare shows the run crashed
         elif lock is not None:
             lock.abandon()  # releases; undoes a fresh start that saved nothing

@@ -138,3 +138,30 @@ class _PlainTask:
         if self.total is None:
             return f"{self.completed:,.0f}"
         return f"{self.completed:,.0f}/{self.total:,.0f}"
+
+
+def print_table(table, out: Console | None = None) -> None:
+    """A table whose numbers are never cut: whole when it fits (or when piped to a file or
+    another program, which has no width to fit), else one plain `header: value` line per row."""
+    from rich.text import Text
+
+    out = out or console
+    needed = out.measure(table, options=out.options.update_width(10**5)).maximum
+    if needed <= out.width:
+        out.print(table)
+        return
+    if not out.is_terminal:
+        width, out.width = out.width, needed  # rich clips print(width=) to the console's
+        try:
+            out.print(table)
+        finally:
+            out.width = width
+        return
+    if table.title:
+        out.print(table.title)
+    headers = [Text.from_markup(str(c.header)).plain for c in table.columns]
+    cells = [[Text.from_markup(str(v)).plain for v in c.cells] for c in table.columns]
+    for row in zip(*cells):
+        out.print(
+            "  ".join(f"{h}: {v}" for h, v in zip(headers, row)), markup=False, soft_wrap=True
+        )

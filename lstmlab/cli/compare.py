@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 
 from lstmlab import compare
-from lstmlab.cli.common import console, err_console, handle_errors
+from lstmlab.cli.common import console, err_console, handle_errors, print_table
 from lstmlab.errors import UsageError
 
 
@@ -35,7 +35,7 @@ def print_comparison(
         best = index == 0 and row.best_valid_bpc is not None
         style = "bold green" if best else ("yellow" if row.state != "finished" else None)
         table.add_row(*(c for c, shown in zip(compare.text_cells(row), keep) if shown), style=style)
-    console.print(table)
+    print_table(table)
 
 
 @handle_errors

@@ -9,7 +9,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from lstmlab.cli.checkpoint_option import CheckpointChoiceOpt
-from lstmlab.cli.common import RichProgress, console, handle_errors
+from lstmlab.cli.common import RichProgress, console, handle_errors, print_table
 from lstmlab.cli.options import DataDirOpt, DeviceOpt, RunArg
 from lstmlab.runs import resolve_run, run_dir_of
 
@@ -84,7 +84,7 @@ def eval_cmd(
         tune_temperature=tune_temperature,
         progress=RichProgress(),
     )
-    console.print(report_table(report))
+    print_table(report_table(report))
     if report.tuned is not None:
         t = report.tuned
         console.print(

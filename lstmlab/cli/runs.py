@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from lstmlab.cli.common import console, handle_errors
+from lstmlab.cli.common import console, handle_errors, print_table
 
 
 @handle_errors
@@ -45,4 +45,4 @@ def runs_cmd(
         bpc = "–" if row.best_valid_bpc is None else f"{row.best_valid_bpc:.4f}"
         step = "–" if row.step is None else f"{row.step:,}"
         table.add_row(row.name, row.cells or "?", row.corpus or "?", row.state, step, bpc)
-    console.print(table)
+    print_table(table)

@@ -12,7 +12,14 @@ from rich.markup import escape
 from rich.table import Table
 
 from lstmlab import runs
-from lstmlab.cli.common import RichProgress, console, err_console, fail, handle_errors
+from lstmlab.cli.common import (
+    RichProgress,
+    console,
+    err_console,
+    fail,
+    handle_errors,
+    print_table,
+)
 from lstmlab.cli.options import DeviceOpt, SetOpt
 from lstmlab.errors import TrainingError, UsageError
 
@@ -308,7 +315,7 @@ def print_summary(result) -> None:
         table.add_row("valid bpc (last)", f"{result.final_valid['bpc']:.4f}")
     if math.isfinite(p.best_valid_bpc):
         table.add_row("valid bpc (best)", f"{p.best_valid_bpc:.4f} at step {p.best_step}")
-    console.print(table)
+    print_table(table)
     target = escape(str(result.run_dir))
     console.print(f"next: [bold]lstmlab eval {target}[/] and [bold]lstmlab sample {target}[/]")
 
