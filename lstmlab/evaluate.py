@@ -333,7 +333,6 @@ def evaluate_run(
     eval.tune_temperature), the softmax temperature is searched on valid and
     test is scored with it too. Nothing is written: see `write_eval`.
     """
-    from lstmlab.checkpoint import load_for_inference
     from lstmlab.dynamic_eval import dynamic_evaluate, dynamic_settings, gradient_rms
 
     splits = tuple(dict.fromkeys(splits))
@@ -351,7 +350,7 @@ def evaluate_run(
             hint="add --dynamic",
         )
     dev = resolve_device(device) if isinstance(device, str) else torch.device(device)
-    loaded = load_for_inference(run, which=checkpoint, device=dev)
+    loaded = _load(run, checkpoint, dev)
     cfg, model, tokenizer = loaded.config, loaded.model, loaded.tokenizer
     dyn_cfg = dynamic_settings(cfg.eval.dynamic, dynamic_overrides) if dynamic else None
     corpus = open_run_corpus(loaded, data_dir)
@@ -435,6 +434,17 @@ def evaluate_run(
         tuned=tuned,
         time=time.strftime("%Y-%m-%dT%H:%M:%S"),
     )
+
+
+def _load(run, checkpoint, device):
+    """A run folder's or .pt file's checkpoint, or an export folder / hf://user/repo."""
+    from lstmlab.checkpoint import load_for_inference
+    from lstmlab.portable import is_export, load_export_for_inference, resolve_model_source
+
+    source = resolve_model_source(str(run))
+    if source.is_dir() and is_export(source):
+        return load_export_for_inference(source, device)
+    return load_for_inference(source, which=checkpoint, device=device)
 
 
 def open_run_corpus(loaded, data_dir: Path | None = None):

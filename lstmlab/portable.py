@@ -142,6 +142,8 @@ def export_run(
             "step": step,
             "num_parameters": payload.get("num_parameters"),
             "torch_version": payload.get("torch_version"),
+            # name and split checksums: eval refuses a corpus that is not the one trained on
+            "corpus": {k: v for k, v in (payload.get("corpus") or {}).items() if k != "path"},
         }
         (tmp / MARKER).write_text(json.dumps(marker, indent=2) + "\n", encoding="utf-8")
         card = model_card(cfg, payload, run_dir, load_as or str(out))
@@ -369,6 +371,20 @@ def load_model(path_or_id, *, which: str = "best", device="cpu"):
             hint="export models with `lstmlab export RUN OUT`",
         )
     return load_for_inference(path, which=which, device=device)
+
+
+def load_export_for_inference(folder: Path, device="cpu"):
+    """An export folder as `checkpoint.InferenceCheckpoint` (which="export"), for eval."""
+    from lstmlab.checkpoint import InferenceCheckpoint
+    from lstmlab.corpora.store import sha256_file
+
+    model, tokenizer, cfg, folder = _load_export(Path(folder), device)
+    marker = json.loads((folder / MARKER).read_text(encoding="utf-8"))
+    corpus = marker.get("corpus") if isinstance(marker.get("corpus"), dict) else {}
+    step = marker.get("step") if isinstance(marker.get("step"), int) else None
+    return InferenceCheckpoint(
+        model, tokenizer, cfg, folder, "export", step, sha256_file(folder / WEIGHTS), corpus
+    )
 
 
 def _load_export(folder: Path, device):

@@ -181,3 +181,23 @@ def test_upload_failure_is_a_one_line_error(fake_api, tied_run, monkeypatch):
     with pytest.raises(LstmlabError, match=r"upload to user/tiny failed \(401") as info:
         push_run(tied_run, "user/tiny")
     assert "\n" not in info.value.message and "HF_TOKEN" in info.value.hint
+
+
+def test_eval_reads_exports_and_hub_ids_and_writes_nothing_there(hub_cache, tied_run, tmp_path):
+    from typer.testing import CliRunner
+
+    from lstmlab.cli.app import app
+    from lstmlab.evaluate import evaluate_run
+
+    data_dir = tied_run.parent / "data"  # where the tied run's corpus was prepared
+    direct = evaluate_run(tied_run, data_dir=data_dir).splits["test"].result.bpc
+    export = tmp_path / "export"  # built by the hub_cache fixture
+    from_export = evaluate_run(export, data_dir=data_dir)
+    assert from_export.which == "export" and from_export.corpus_splits
+    assert from_export.splits["test"].result.bpc == pytest.approx(direct, rel=1e-6)
+    result = CliRunner().invoke(
+        app, ["eval", "hf://user/tiny", "--data-dir", str(data_dir), "--device", "cpu"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "eval.json not written" in result.output
+    assert not list(hub_cache.rglob("eval.json")) and not (export / "eval.json").exists()

@@ -92,6 +92,11 @@ def eval_cmd(
             f"valid bpc {t.valid_bpc[t.temperature]:.4f}; test bpc {t.test_bpc_tuned:.4f} "
             f"(at {t.untuned_temperature:g}: {t.test_bpc_untuned:.4f})"
         )
+    if report.which == "export":  # an export or a Hub snapshot is read-only: nothing is written
+        console.print(
+            f"[dim]{escape(str(report.checkpoint))} is an export: eval.json not written[/]"
+        )
+        return
     out = write_eval(run_dir_of(report.checkpoint), report)
     console.print(f"[dim]wrote {escape(str(out))}[/]")
 
