@@ -1,62 +1,31 @@
-"""The cell zoo: an explicit, read-only registry from recipe `kind` to config, module and paper.
+"""The cell zoo: one module per cell, and the registry (`registry.py`) from recipe kind to cell.
 
 "mLSTM" names two different cells in the literature: `mlstm` is always xLSTM's
 matrix-memory LSTM and Krause et al.'s multiplicative LSTM is `multiplicative`.
+
+Names are imported on first use: `lstmlab.cells.configs` (the recipe schema's cell
+configs) must stay importable without torch, which every cell module needs.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
-from types import MappingProxyType
+import importlib
 
-from pydantic import BaseModel
-
-from lstmlab.cells.base import RecurrentCell, detach_state, select_streams
-from lstmlab.cells.configs import (
-    LSTMConfig,
-    MLSTMConfig,
-    MogrifierConfig,
-    MultiplicativeConfig,
-    SLSTMConfig,
-)
-from lstmlab.cells.lstm import LSTMCell
-from lstmlab.cells.mlstm import MLSTMCell
-from lstmlab.cells.mogrifier import MogrifierCell
-from lstmlab.cells.multiplicative import MultiplicativeCell
-from lstmlab.cells.slstm import SLSTMCell
+_EXPORTS = {
+    "CELLS": "lstmlab.cells.registry",
+    "CellSpec": "lstmlab.cells.registry",
+    "build_layer": "lstmlab.cells.registry",
+    "RecurrentCell": "lstmlab.cells.base",
+    "detach_state": "lstmlab.cells.base",
+    "select_streams": "lstmlab.cells.base",
+}
 
 
-@dataclass(frozen=True)
-class CellSpec:
-    config: type[BaseModel]
-    module: type[RecurrentCell]
-    paper: str
-
-    @property
-    def kind(self) -> str:
-        """The registry key: the `kind` of the config (its recipe spelling)."""
-        return self.config.model_fields["kind"].default
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'lstmlab.cells' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
 
 
-def _registry(*specs: CellSpec) -> Mapping[str, CellSpec]:
-    return MappingProxyType({spec.kind: spec for spec in specs})
-
-
-# One line per cell. Its config must also be in `configs.CELL_CONFIGS` (which builds the
-# recipe union without importing torch); tests/cells/test_registry.py checks both agree.
-CELLS: Mapping[str, CellSpec] = _registry(
-    CellSpec(LSTMConfig, LSTMCell, "Hochreiter & Schmidhuber 1997; Gers et al. 2000"),
-    CellSpec(MogrifierConfig, MogrifierCell, "arXiv:1909.01792"),
-    CellSpec(MultiplicativeConfig, MultiplicativeCell, "arXiv:1609.07959"),
-    CellSpec(MLSTMConfig, MLSTMCell, "Beck et al. 2024, arXiv:2405.04517"),
-    CellSpec(SLSTMConfig, SLSTMCell, "Beck et al. 2024, arXiv:2405.04517"),
-)
-
-
-def build_layer(spec: BaseModel, input_dim: int, *, weight_dropout: float = 0.0) -> RecurrentCell:
-    """One recurrent layer from its config (`spec.kind` picks the cell)."""
-    return CELLS[spec.kind].module(spec, input_dim, weight_dropout=weight_dropout)
-
-
-__all__ = ["CELLS", "CellSpec", "RecurrentCell", "build_layer", "detach_state", "select_streams"]
+__all__ = list(_EXPORTS)
