@@ -17,8 +17,6 @@ weights.
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +24,7 @@ from pathlib import Path
 import torch
 
 from lstmlab.errors import CheckpointError
-from lstmlab.runs import current_umask
+from lstmlab.files import atomic_write
 
 FORMAT_VERSION = 1
 
@@ -68,19 +66,7 @@ def save_checkpoint(path: Path, payload: dict) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {"format_version": FORMAT_VERSION, "torch_version": str(torch.__version__), **payload}
     payload["sha256"] = content_digest(payload)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        # mkstemp makes the file owner-only; checkpoints are shared like corpora (umask decides)
-        os.chmod(tmp, 0o666 & ~current_umask())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write(path, lambda f: torch.save(payload, f), binary=True)
 
 
 def load_checkpoint(path: Path, map_location="cpu") -> dict:

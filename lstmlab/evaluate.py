@@ -26,8 +26,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -40,6 +38,7 @@ from lstmlab.batching import eval_windows
 from lstmlab.cells import detach_state, select_streams
 from lstmlab.device import resolve_device
 from lstmlab.errors import CorpusError, UsageError, VocabularyError
+from lstmlab.files import atomic_write_text
 from lstmlab.progress import NullProgress, Progress
 
 
@@ -544,16 +543,7 @@ def write_eval(run_dir: Path, report: EvalReport) -> Path:
         new["splits"] = {**old["splits"], **new["splits"]}
         if "tuned_temperature" not in new and isinstance(old.get("tuned_temperature"), dict):
             new["tuned_temperature"] = old["tuned_temperature"]
-    fd, tmp = tempfile.mkstemp(prefix=".eval.json.", suffix=".tmp", dir=out.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(json.dumps(new, indent=2) + "\n")
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return out
+    return atomic_write_text(out, json.dumps(new, indent=2) + "\n")
 
 
 def _read_json(path: Path):
@@ -561,9 +551,3 @@ def _read_json(path: Path):
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError):
         return None
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask

@@ -32,6 +32,7 @@ from pathlib import Path
 import yaml
 
 from lstmlab.errors import CheckpointError, LstmlabError, UsageError
+from lstmlab.files import atomic_write_text, current_umask, listing
 
 try:
     import fcntl
@@ -132,19 +133,6 @@ def _proc_stat(pid: int) -> tuple[str, float | None] | None:
 
 def _host() -> str:
     return socket.gethostname()
-
-
-def current_umask() -> int:
-    """The process's umask, read without changing it where /proc allows (threads never see 0)."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("Umask:"):
-                return int(line.split()[1], 8)
-    except (OSError, ValueError, IndexError):
-        pass
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def _parse_lock(data: bytes | None) -> dict | None:
@@ -603,11 +591,9 @@ def claim_run_dir(
 def _refuse_foreign(run_dir: Path) -> None:
     foreign = foreign_entries(run_dir)
     if foreign:
-        shown = ", ".join(foreign[:5]) + (
-            f" and {len(foreign) - 5} more" if len(foreign) > 5 else ""
-        )
         raise UsageError(
-            f"run folder {run_dir} also holds files lstmlab did not write ({shown}); --force replaces only a run",
+            f"run folder {run_dir} also holds files lstmlab did not write ({listing(foreign)}); "
+            "--force replaces only a run",
             hint=f"move them out of {run_dir}, or name another --run-dir",
         )
 
@@ -712,15 +698,7 @@ def truncate_metrics(run_dir: Path, step: int) -> None:
         for r in read_metrics(run_dir)
         if isinstance(r, dict) and r.get("kind") != "end" and _step_of(r) <= step
     ]
-    fd, tmp = tempfile.mkstemp(prefix=".metrics.jsonl.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write("".join(json.dumps(r) + "\n" for r in kept))
-        os.chmod(tmp, 0o666 & ~current_umask())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in kept))
 
 
 def _step_of(record: dict) -> float:

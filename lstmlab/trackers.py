@@ -42,6 +42,7 @@ from types import MappingProxyType
 from typing import Any, Protocol
 
 from lstmlab.errors import LstmlabError, UsageError
+from lstmlab.files import atomic_write_text
 
 MEMORY = "trackers.json"
 
@@ -144,9 +145,7 @@ def remember(run_dir: Path, name: str, entry: Mapping[str, Any]) -> None:
     path = Path(run_dir) / MEMORY
     memory = read_memory(run_dir)
     memory[name] = dict(entry)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(memory, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)  # atomic: a crash never leaves half a file
+    atomic_write_text(path, json.dumps(memory, indent=2) + "\n")  # never half a file
 
 
 def _remembered(run_dir: Path, name: str, resume: bool) -> dict | None:

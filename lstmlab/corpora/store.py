@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from lstmlab.errors import ChecksumError, CorpusError, LstmlabError, UsageError
+from lstmlab.files import current_umask, listing
 from lstmlab.tokenizers import tokenizer_from_meta
 
 FORMAT_VERSION = 1
@@ -275,9 +276,9 @@ def write_corpus(
     data_dir = ensure_data_dir(data_dir)
     final = check_target(data_dir, name, replace=replace, reading=reading)
     tmp = Path(tempfile.mkdtemp(prefix=f".{name}.partial-", dir=data_dir))
-    umask = os.umask(0)
-    os.umask(umask)
-    tmp.chmod(0o777 & ~umask)  # mkdtemp makes it owner-only; a shared data dir needs the usual mode
+    tmp.chmod(
+        0o777 & ~current_umask()
+    )  # mkdtemp makes it owner-only; a shared data dir needs the usual mode
     try:
         infos = {}
         for split in SPLITS:
@@ -408,11 +409,9 @@ def check_target(
         )
     foreign = foreign_entries(target)
     if foreign:
-        shown = ", ".join(foreign[:5]) + (
-            f" and {len(foreign) - 5} more" if len(foreign) > 5 else ""
-        )
         raise UsageError(
-            f"corpus folder {target} also holds files prepare did not write ({shown}); it is not replaced",
+            f"corpus folder {target} also holds files prepare did not write ({listing(foreign)}); "
+            "it is not replaced",
             hint=f"move them out of {target}, {other_name}",
         )
     if not replace:
