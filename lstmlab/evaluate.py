@@ -332,9 +332,41 @@ def evaluate_run(
     eval.tune_temperature), the softmax temperature is searched on valid and
     test is scored with it too. Nothing is written: see `write_eval`.
     """
-    from lstmlab.dynamic_eval import dynamic_evaluate, dynamic_settings, gradient_rms
+    from lstmlab.dynamic_eval import dynamic_settings
 
     splits = tuple(dict.fromkeys(splits))
+    _check_arguments(splits, batch_size, dynamic, dynamic_overrides)
+    dev = resolve_device(device) if isinstance(device, str) else torch.device(device)
+    loaded = _load(run, checkpoint, dev)
+    cfg = loaded.config
+    dyn_cfg = dynamic_settings(cfg.eval.dynamic, dynamic_overrides) if dynamic else None
+    corpus = open_run_corpus(loaded, data_dir)
+    common = {
+        "batch_size": batch_size or cfg.eval.batch_size,
+        "bptt": cfg.eval.bptt,
+        "char_lengths": loaded.tokenizer.char_lengths(),
+        "device": dev,
+        "progress": progress,
+    }
+    reports = _score_splits(loaded.model, cfg, corpus, splits, dyn_cfg, common)
+    tuned = None
+    if cfg.eval.tune_temperature if tune_temperature is None else tune_temperature:
+        tuned = _tune_temperature(loaded.model, cfg, corpus, common)
+    return EvalReport(
+        checkpoint=loaded.path.resolve(),
+        which=loaded.which,
+        step=loaded.step,
+        sha256=loaded.sha256,
+        corpus_name=corpus.name,
+        corpus_path=corpus.path.resolve(),
+        corpus_splits={k: v.sha256 for k, v in corpus.meta.splits.items()},
+        splits=reports,
+        tuned=tuned,
+        time=time.strftime("%Y-%m-%dT%H:%M:%S"),
+    )
+
+
+def _check_arguments(splits, batch_size, dynamic: bool, dynamic_overrides) -> None:
     unknown = [s for s in splits if s not in SPLITS]
     if not splits or unknown:
         raise UsageError(
@@ -348,39 +380,29 @@ def evaluate_run(
             "--dyn-lr, --dyn-decay, --segment-len and --ms-tokens apply to dynamic evaluation",
             hint="add --dynamic",
         )
-    dev = resolve_device(device) if isinstance(device, str) else torch.device(device)
-    loaded = _load(run, checkpoint, dev)
-    cfg, model, tokenizer = loaded.config, loaded.model, loaded.tokenizer
-    dyn_cfg = dynamic_settings(cfg.eval.dynamic, dynamic_overrides) if dynamic else None
-    corpus = open_run_corpus(loaded, data_dir)
-    tokens = {name: _split_tokens(corpus, name) for name in splits}
-    common = {
-        "batch_size": batch_size or cfg.eval.batch_size,
-        "bptt": cfg.eval.bptt,
-        "char_lengths": tokenizer.char_lengths(),
-        "device": dev,
-        "progress": progress,
-    }
+
+
+def _score_splits(model, cfg, corpus, splits, dyn_cfg, common: dict) -> dict[str, SplitReport]:
+    """Each split scored statically and, with `dyn_cfg`, under dynamic evaluation."""
+    from lstmlab.dynamic_eval import dynamic_evaluate, gradient_rms
+
     rms = None
-    if dyn_cfg is not None:
+    if dyn_cfg is not None:  # gradient statistics from the train split, once for every split
         rms = gradient_rms(
             model,
             _split_tokens(corpus, "train"),
             batch_size=dyn_cfg.ms_batch_size,
             segment_len=dyn_cfg.segment_len,
             max_tokens=dyn_cfg.ms_tokens,
-            device=dev,
-            progress=progress,
+            device=common["device"],
+            progress=common["progress"],
         )
     reports = {}
     for name in splits:
+        tokens = _split_tokens(corpus, name)
         t0 = time.perf_counter()
         static = evaluate(
-            model,
-            tokens[name],
-            temperature=cfg.eval.temperature,
-            description=f"eval {name}",
-            **common,
+            model, tokens, temperature=cfg.eval.temperature, description=f"eval {name}", **common
         )
         seconds = time.perf_counter() - t0
         dyn = dyn_seconds = None
@@ -388,13 +410,13 @@ def evaluate_run(
             t0 = time.perf_counter()
             dyn = dynamic_evaluate(
                 model,
-                tokens[name],
+                tokens,
                 rms,
                 dyn_cfg,
                 char_lengths=common["char_lengths"],
                 temperature=cfg.eval.temperature,
-                device=dev,
-                progress=progress,
+                device=common["device"],
+                progress=common["progress"],
                 description=f"dynamic eval {name}",
             )
             dyn_seconds = time.perf_counter() - t0
@@ -405,33 +427,24 @@ def evaluate_run(
             dynamic_seconds=dyn_seconds,
             dynamic_settings=dyn_cfg.model_dump() if dyn_cfg is not None else None,
         )
-    tuned = None
-    if cfg.eval.tune_temperature if tune_temperature is None else tune_temperature:
-        best, on_valid = _search_temperature(
-            model, _split_tokens(corpus, "valid"), description="tune temperature on valid", **common
-        )
-        temps = tuple(dict.fromkeys((cfg.eval.temperature, best)))
-        on_test = evaluate_temperatures(
-            model, _split_tokens(corpus, "test"), temps, description="eval test", **common
-        )
-        tuned = TunedTemperature(
-            temperature=best,
-            valid_bpc={t: r.bpc for t, r in on_valid.items()},
-            untuned_temperature=cfg.eval.temperature,
-            test_bpc_untuned=on_test[cfg.eval.temperature].bpc,
-            test_bpc_tuned=on_test[best].bpc,
-        )
-    return EvalReport(
-        checkpoint=loaded.path.resolve(),
-        which=loaded.which,
-        step=loaded.step,
-        sha256=loaded.sha256,
-        corpus_name=corpus.name,
-        corpus_path=corpus.path.resolve(),
-        corpus_splits={k: v.sha256 for k, v in corpus.meta.splits.items()},
-        splits=reports,
-        tuned=tuned,
-        time=time.strftime("%Y-%m-%dT%H:%M:%S"),
+    return reports
+
+
+def _tune_temperature(model, cfg, corpus, common: dict) -> TunedTemperature:
+    """The grid temperature best on valid, and test scored at it and at the recipe's."""
+    best, on_valid = _search_temperature(
+        model, _split_tokens(corpus, "valid"), description="tune temperature on valid", **common
+    )
+    temps = tuple(dict.fromkeys((cfg.eval.temperature, best)))
+    on_test = evaluate_temperatures(
+        model, _split_tokens(corpus, "test"), temps, description="eval test", **common
+    )
+    return TunedTemperature(
+        temperature=best,
+        valid_bpc={t: r.bpc for t, r in on_valid.items()},
+        untuned_temperature=cfg.eval.temperature,
+        test_bpc_untuned=on_test[cfg.eval.temperature].bpc,
+        test_bpc_tuned=on_test[best].bpc,
     )
 
 
