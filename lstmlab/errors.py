@@ -23,6 +23,12 @@ class LstmlabError(Exception):
         return self.message if not self.hint else f"{self.message} ({self.hint})"
 
 
+def brief(exc: BaseException) -> str:
+    """An exception's message cut to its first line, for use inside a one-line error."""
+    lines = str(exc).strip().splitlines()
+    return lines[0].rstrip(":") if lines else type(exc).__name__
+
+
 class ConfigError(LstmlabError):
     """A recipe or override is invalid: unknown key, wrong type, impossible value."""
 

@@ -17,46 +17,54 @@ if TYPE_CHECKING:
     from lstmlab.evaluate import EvalReport
 
 
+SplitOpt = Annotated[Literal["valid", "test", "all"], typer.Option(help="Which split(s) to score.")]
+BatchSizeOpt = Annotated[
+    int | None, typer.Option(help="Parallel streams (default: the recipe's eval.batch_size).")
+]
+DynamicOpt = Annotated[
+    bool,
+    typer.Option(
+        "--dynamic",
+        help="Also score with dynamic evaluation (Krause et al. 2018, arXiv:1709.07432).",
+    ),
+]
+DynLrOpt = Annotated[
+    float | None, typer.Option(help="Dynamic eval learning rate η (eval.dynamic.lr).")
+]
+DynDecayOpt = Annotated[
+    float | None, typer.Option(help="Dynamic eval decay λ toward the trained weights.")
+]
+SegmentLenOpt = Annotated[
+    int | None, typer.Option(help="Dynamic eval: tokens scored before each update.")
+]
+MsTokensOpt = Annotated[
+    int | None,
+    typer.Option(help="Dynamic eval: training tokens for the gradient statistics (all)."),
+]
+TuneTemperatureOpt = Annotated[
+    bool | None,
+    typer.Option(
+        "--tune-temperature/--no-tune-temperature",
+        help="Search the softmax temperature in [0.8, 1.0] on valid and also report test bpc with it "
+        "(default: the recipe's eval.tune_temperature).",
+    ),
+]
+
+
 @handle_errors
 def eval_cmd(
     run: RunArg,
-    split: Annotated[
-        Literal["valid", "test", "all"], typer.Option(help="Which split(s) to score.")
-    ] = "test",
+    split: SplitOpt = "test",
     checkpoint: CheckpointChoiceOpt = "best",
-    batch_size: Annotated[
-        int | None, typer.Option(help="Parallel streams (default: the recipe's eval.batch_size).")
-    ] = None,
+    batch_size: BatchSizeOpt = None,
     data_dir: DataDirOpt = None,
     device: DeviceOpt = "auto",
-    dynamic: Annotated[
-        bool,
-        typer.Option(
-            "--dynamic",
-            help="Also score with dynamic evaluation (Krause et al. 2018, arXiv:1709.07432).",
-        ),
-    ] = False,
-    dyn_lr: Annotated[
-        float | None, typer.Option(help="Dynamic eval learning rate η (eval.dynamic.lr).")
-    ] = None,
-    dyn_decay: Annotated[
-        float | None, typer.Option(help="Dynamic eval decay λ toward the trained weights.")
-    ] = None,
-    segment_len: Annotated[
-        int | None, typer.Option(help="Dynamic eval: tokens scored before each update.")
-    ] = None,
-    ms_tokens: Annotated[
-        int | None,
-        typer.Option(help="Dynamic eval: training tokens for the gradient statistics (all)."),
-    ] = None,
-    tune_temperature: Annotated[
-        bool | None,
-        typer.Option(
-            "--tune-temperature/--no-tune-temperature",
-            help="Search the softmax temperature in [0.8, 1.0] on valid and also report test bpc with it "
-            "(default: the recipe's eval.tune_temperature).",
-        ),
-    ] = None,
+    dynamic: DynamicOpt = False,
+    dyn_lr: DynLrOpt = None,
+    dyn_decay: DynDecayOpt = None,
+    segment_len: SegmentLenOpt = None,
+    ms_tokens: MsTokensOpt = None,
+    tune_temperature: TuneTemperatureOpt = None,
 ) -> None:
     """Evaluate a run on valid/test: bits per character and per-character perplexity; writes eval.json.
 

@@ -16,95 +16,109 @@ if TYPE_CHECKING:
     from lstmlab.subword import SubwordOptions
 
 
+CorpusArg = Annotated[
+    str,
+    typer.Argument(
+        help="Which corpus: ptb, enwik8, text, builtin or hf.",
+        metavar="CORPUS",
+        show_default=False,
+    ),
+]
+InputsArg = Annotated[
+    list[str] | None,
+    typer.Argument(
+        help="Text files for `text`; the dataset NAME (Hub id or folder) for `hf`.",
+        metavar="FILE",
+        show_default=False,
+    ),
+]
+SourceOpt = Annotated[
+    Path | None,
+    typer.Option(
+        help="Local copy (file, folder or archive) to read instead of downloading.",
+        metavar="PATH",
+    ),
+]
+DataDirOpt = Annotated[
+    Path | None,
+    typer.Option(
+        help="Data root; default $LSTMLAB_DATA_DIR or ./data.",
+        metavar="DIR",
+        show_default=False,
+    ),
+]
+NameOpt = Annotated[
+    str | None,
+    typer.Option(help="Folder name under the data dir; default: the corpus kind.", metavar="NAME"),
+]
+ForceOpt = Annotated[
+    bool,
+    typer.Option(
+        "--force",
+        help="Replace an existing lstmlab corpus of that name (any other folder is never replaced).",
+    ),
+]
+FractionsOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="train,valid,test fractions for text and builtin (hf: for splits cut from train).",
+        metavar="F,F,F",
+        show_default="0.9,0.05,0.05",
+    ),
+]
+WithDocstringsOpt = Annotated[
+    bool,
+    typer.Option(
+        "--with-docstrings", help="builtin: add the standard library's module docstrings."
+    ),
+]
+ConfigOpt = Annotated[
+    str | None, typer.Option(help="hf: the dataset's configuration name.", metavar="C")
+]
+TextFieldOpt = Annotated[
+    str | None,
+    typer.Option(help="hf: the column holding the text.", metavar="F", show_default="text"),
+]
+SplitMapOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="hf: dataset split for each of ours, e.g. train=train,valid=validation,test=test.",
+        metavar="MAP",
+    ),
+]
+TokenizerOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="sentencepiece: re-encode with subwords trained on train (default: the corpus's own).",
+        metavar="KIND",
+    ),
+]
+VocabSizeOpt = Annotated[
+    int | None,
+    typer.Option(help="sentencepiece vocabulary size.", show_default="1024"),
+]
+ModelTypeOpt = Annotated[
+    str | None,
+    typer.Option(help="sentencepiece model: unigram or bpe.", show_default="unigram"),
+]
+
+
 @handle_errors
 def prepare_cmd(
-    corpus: Annotated[
-        str,
-        typer.Argument(
-            help="Which corpus: ptb, enwik8, text, builtin or hf.",
-            metavar="CORPUS",
-            show_default=False,
-        ),
-    ],
-    inputs: Annotated[
-        list[str] | None,
-        typer.Argument(
-            help="Text files for `text`; the dataset NAME (Hub id or folder) for `hf`.",
-            metavar="FILE",
-            show_default=False,
-        ),
-    ] = None,
-    source: Annotated[
-        Path | None,
-        typer.Option(
-            help="Local copy (file, folder or archive) to read instead of downloading.",
-            metavar="PATH",
-        ),
-    ] = None,
-    data_dir: Annotated[
-        Path | None,
-        typer.Option(
-            help="Data root; default $LSTMLAB_DATA_DIR or ./data.",
-            metavar="DIR",
-            show_default=False,
-        ),
-    ] = None,
-    name: Annotated[
-        str | None,
-        typer.Option(
-            help="Folder name under the data dir; default: the corpus kind.", metavar="NAME"
-        ),
-    ] = None,
-    force: Annotated[
-        bool,
-        typer.Option(
-            "--force",
-            help="Replace an existing lstmlab corpus of that name (any other folder is never replaced).",
-        ),
-    ] = False,
-    fractions: Annotated[
-        str | None,
-        typer.Option(
-            help="train,valid,test fractions for text and builtin (hf: for splits cut from train).",
-            metavar="F,F,F",
-            show_default="0.9,0.05,0.05",
-        ),
-    ] = None,
-    with_docstrings: Annotated[
-        bool,
-        typer.Option(
-            "--with-docstrings", help="builtin: add the standard library's module docstrings."
-        ),
-    ] = False,
-    config: Annotated[
-        str | None, typer.Option(help="hf: the dataset's configuration name.", metavar="C")
-    ] = None,
-    text_field: Annotated[
-        str | None,
-        typer.Option(help="hf: the column holding the text.", metavar="F", show_default="text"),
-    ] = None,
-    split_map: Annotated[
-        str | None,
-        typer.Option(
-            help="hf: dataset split for each of ours, e.g. train=train,valid=validation,test=test.",
-            metavar="MAP",
-        ),
-    ] = None,
-    tokenizer: Annotated[
-        str | None,
-        typer.Option(
-            help="sentencepiece: re-encode with subwords trained on train (default: the corpus's own).",
-            metavar="KIND",
-        ),
-    ] = None,
-    vocab_size: Annotated[
-        int | None,
-        typer.Option(help="sentencepiece vocabulary size.", show_default="1024"),
-    ] = None,
-    model_type: Annotated[
-        str | None,
-        typer.Option(help="sentencepiece model: unigram or bpe.", show_default="unigram"),
-    ] = None,
+    corpus: CorpusArg,
+    inputs: InputsArg = None,
+    source: SourceOpt = None,
+    data_dir: DataDirOpt = None,
+    name: NameOpt = None,
+    force: ForceOpt = False,
+    fractions: FractionsOpt = None,
+    with_docstrings: WithDocstringsOpt = False,
+    config: ConfigOpt = None,
+    text_field: TextFieldOpt = None,
+    split_map: SplitMapOpt = None,
+    tokenizer: TokenizerOpt = None,
+    vocab_size: VocabSizeOpt = None,
+    model_type: ModelTypeOpt = None,
 ) -> None:
     """Prepare a corpus: read or download it, verify it, tokenise it, write DATA_DIR/NAME/.
 

@@ -13,61 +13,71 @@ from lstmlab.cli.common import err_console, handle_errors
 from lstmlab.cli.options import DeviceOpt, RunArg
 from lstmlab.errors import UsageError
 
+PrimeOpt = Annotated[
+    str | None,
+    typer.Option(
+        metavar="TEXT",
+        help="Text fed through the model before sampling.",
+        show_default="a newline",
+    ),
+]
+PrimeFileOpt = Annotated[
+    Path | None,
+    typer.Option(
+        metavar="FILE", help="Read the prime text from this UTF-8 file.", show_default=False
+    ),
+]
+LengthOpt = Annotated[int, typer.Option(metavar="INTEGER", help="Symbols to generate.")]
+TemperatureOpt = Annotated[
+    float, typer.Option(metavar="FLOAT", help="Softmax temperature; 0 means greedy.")
+]
+TopKOpt = Annotated[
+    int | None,
+    typer.Option(
+        metavar="INTEGER",
+        help="Sample only among the k most likely symbols.",
+        show_default=False,
+    ),
+]
+TopPOpt = Annotated[
+    float | None,
+    typer.Option(
+        metavar="FLOAT",
+        help="Nucleus sampling: smallest set with probability >= p.",
+        show_default=False,
+    ),
+]
+SeedOpt = Annotated[
+    int | None,
+    typer.Option(
+        metavar="INTEGER",
+        help="Random seed (same seed, same text).",
+        show_default="random, printed",
+    ),
+]
+NumSamplesOpt = Annotated[
+    int,
+    typer.Option(
+        metavar="INTEGER", help="Samples to draw from the same prime (seeds S, S+1, ...)."
+    ),
+]
+EchoOpt = Annotated[
+    bool, typer.Option("--echo/--no-echo", help="Print the prime before each sample.")
+]
+
 
 @handle_errors
 def sample_cmd(
     run: RunArg,
-    prime: Annotated[
-        str | None,
-        typer.Option(
-            metavar="TEXT",
-            help="Text fed through the model before sampling.",
-            show_default="a newline",
-        ),
-    ] = None,
-    prime_file: Annotated[
-        Path | None,
-        typer.Option(
-            metavar="FILE", help="Read the prime text from this UTF-8 file.", show_default=False
-        ),
-    ] = None,
-    length: Annotated[int, typer.Option(metavar="INTEGER", help="Symbols to generate.")] = 500,
-    temperature: Annotated[
-        float, typer.Option(metavar="FLOAT", help="Softmax temperature; 0 means greedy.")
-    ] = 1.0,
-    top_k: Annotated[
-        int | None,
-        typer.Option(
-            metavar="INTEGER",
-            help="Sample only among the k most likely symbols.",
-            show_default=False,
-        ),
-    ] = None,
-    top_p: Annotated[
-        float | None,
-        typer.Option(
-            metavar="FLOAT",
-            help="Nucleus sampling: smallest set with probability >= p.",
-            show_default=False,
-        ),
-    ] = None,
-    seed: Annotated[
-        int | None,
-        typer.Option(
-            metavar="INTEGER",
-            help="Random seed (same seed, same text).",
-            show_default="random, printed",
-        ),
-    ] = None,
-    num_samples: Annotated[
-        int,
-        typer.Option(
-            metavar="INTEGER", help="Samples to draw from the same prime (seeds S, S+1, ...)."
-        ),
-    ] = 1,
-    echo: Annotated[
-        bool, typer.Option("--echo/--no-echo", help="Print the prime before each sample.")
-    ] = True,
+    prime: PrimeOpt = None,
+    prime_file: PrimeFileOpt = None,
+    length: LengthOpt = 500,
+    temperature: TemperatureOpt = 1.0,
+    top_k: TopKOpt = None,
+    top_p: TopPOpt = None,
+    seed: SeedOpt = None,
+    num_samples: NumSamplesOpt = 1,
+    echo: EchoOpt = True,
     checkpoint: CheckpointChoiceOpt = "best",
     device: DeviceOpt = "auto",
 ) -> None:

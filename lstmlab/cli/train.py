@@ -27,86 +27,97 @@ if TYPE_CHECKING:
     from lstmlab.config import RunConfig
 
 
+RecipesArg = Annotated[
+    list[Path] | None,
+    typer.Argument(
+        help="YAML recipe(s) or folder(s) of recipes, e.g. recipes/tiny/lstm.yaml or recipes/tiny.",
+        metavar="RECIPE...",
+        show_default=False,
+    ),
+]
+RunDirOpt = Annotated[
+    Path | None,
+    typer.Option(
+        help="Run folder (default: <runs-dir>/<recipe>-<corpus>-<time>).",
+        metavar="DIR",
+        show_default=False,
+    ),
+]
+RunsDirOpt = Annotated[Path, typer.Option(help="Parent folder for new runs.", metavar="DIR")]
+ResumeOpt = Annotated[
+    Path | None,
+    typer.Option(
+        help="Continue the run in this folder from its last checkpoint.",
+        metavar="RUN",
+        show_default=False,
+    ),
+]
+ForceOpt = Annotated[
+    bool,
+    typer.Option(help="Replace an existing lstmlab run folder (never any other folder)."),
+]
+DryRunOpt = Annotated[
+    bool,
+    typer.Option("--dry-run", help="Validate and print the resolved recipe(s); train nothing."),
+]
+LoggersOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--logger",
+        metavar="NAME",
+        help="Also send metrics to a tracker: tensorboard, wandb or mlflow (repeatable; "
+        "adds to train.loggers; each is an extra: pip install 'lstmlab[NAME]').",
+        show_default=False,
+    ),
+]
+InitFromOpt = Annotated[
+    str | None,
+    typer.Option(
+        metavar="RUN|EXPORT|hf://ID",
+        help="Start from trained weights (fine-tuning): sets train.init_from.",
+        show_default=False,
+    ),
+]
+ExtendVocabOpt = Annotated[
+    bool,
+    typer.Option(
+        "--extend-vocab",
+        help="With --init-from and char vocabularies: fresh rows for symbols the source lacks.",
+    ),
+]
+SeedsOpt = Annotated[
+    str | None,
+    typer.Option(
+        metavar="SEEDS",
+        help="Train one run per seed (e.g. 0,1,2 or 0-4) into --runs-dir as <name>-s<seed>.",
+        show_default=False,
+    ),
+]
+NprocOpt = Annotated[
+    int,
+    typer.Option(
+        min=1,
+        metavar="INTEGER",
+        help="Data-parallel processes on this machine (launches torchrun for you).",
+    ),
+]
+
+
 @handle_errors
 def train_cmd(
-    recipes: Annotated[
-        list[Path] | None,
-        typer.Argument(
-            help="YAML recipe(s) or folder(s) of recipes, e.g. recipes/tiny/lstm.yaml or recipes/tiny.",
-            metavar="RECIPE...",
-            show_default=False,
-        ),
-    ] = None,
+    recipes: RecipesArg = None,
     overrides: SetOpt = None,
-    run_dir: Annotated[
-        Path | None,
-        typer.Option(
-            help="Run folder (default: <runs-dir>/<recipe>-<corpus>-<time>).",
-            metavar="DIR",
-            show_default=False,
-        ),
-    ] = None,
-    runs_dir: Annotated[
-        Path, typer.Option(help="Parent folder for new runs.", metavar="DIR")
-    ] = Path("runs"),
-    resume: Annotated[
-        Path | None,
-        typer.Option(
-            help="Continue the run in this folder from its last checkpoint.",
-            metavar="RUN",
-            show_default=False,
-        ),
-    ] = None,
-    force: Annotated[
-        bool,
-        typer.Option(help="Replace an existing lstmlab run folder (never any other folder)."),
-    ] = False,
+    run_dir: RunDirOpt = None,
+    runs_dir: RunsDirOpt = Path("runs"),
+    resume: ResumeOpt = None,
+    force: ForceOpt = False,
     device: DeviceOpt = "auto",
-    dry_run: Annotated[
-        bool,
-        typer.Option("--dry-run", help="Validate and print the resolved recipe(s); train nothing."),
-    ] = False,
-    loggers: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--logger",
-            metavar="NAME",
-            help="Also send metrics to a tracker: tensorboard, wandb or mlflow (repeatable; "
-            "adds to train.loggers; each is an extra: pip install 'lstmlab[NAME]').",
-            show_default=False,
-        ),
-    ] = None,
-    init_from: Annotated[
-        str | None,
-        typer.Option(
-            metavar="RUN|EXPORT|hf://ID",
-            help="Start from trained weights (fine-tuning): sets train.init_from.",
-            show_default=False,
-        ),
-    ] = None,
-    extend_vocab: Annotated[
-        bool,
-        typer.Option(
-            "--extend-vocab",
-            help="With --init-from and char vocabularies: fresh rows for symbols the source lacks.",
-        ),
-    ] = False,
-    seeds: Annotated[
-        str | None,
-        typer.Option(
-            metavar="SEEDS",
-            help="Train one run per seed (e.g. 0,1,2 or 0-4) into --runs-dir as <name>-s<seed>.",
-            show_default=False,
-        ),
-    ] = None,
-    nproc: Annotated[
-        int,
-        typer.Option(
-            min=1,
-            metavar="INTEGER",
-            help="Data-parallel processes on this machine (launches torchrun for you).",
-        ),
-    ] = 1,
+    dry_run: DryRunOpt = False,
+    loggers: LoggersOpt = None,
+    init_from: InitFromOpt = None,
+    extend_vocab: ExtendVocabOpt = False,
+    seeds: SeedsOpt = None,
+    nproc: NprocOpt = 1,
 ) -> None:
     """Train a model from a recipe (truncated BPTT, checkpoints, validation, metrics.jsonl).
 

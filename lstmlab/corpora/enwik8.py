@@ -27,7 +27,7 @@ import numpy as np
 
 from lstmlab.corpora import store
 from lstmlab.corpora.download import download
-from lstmlab.errors import ChecksumError, CorpusError, UsageError
+from lstmlab.errors import ChecksumError, CorpusError, UsageError, brief
 from lstmlab.tokenizers import ByteTokenizer
 
 if TYPE_CHECKING:
@@ -115,7 +115,7 @@ def _read_zip(path: Path, progress) -> tuple[bytearray, dict[str, str]]:
                 data, sha256 = _read_verified(stream, f"{path}:{MEMBER}", progress)
     except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
         raise CorpusError(
-            f"{path} is not a readable zip archive ({exc})", hint=f"fetch {ENWIK8_URL} again"
+            f"{path} is not a readable zip archive ({brief(exc)})", hint=f"fetch {ENWIK8_URL} again"
         ) from None
     return data, {ZIP_NAME: actual, MEMBER: sha256}
 

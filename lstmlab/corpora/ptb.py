@@ -29,7 +29,7 @@ import numpy as np
 from lstmlab.corpora import store
 from lstmlab.corpora.download import download
 from lstmlab.corpora.text import char_vocabulary, codepoints, decode_utf8, encode_codepoints
-from lstmlab.errors import ChecksumError, CorpusError, UsageError
+from lstmlab.errors import ChecksumError, CorpusError, UsageError, brief
 from lstmlab.tokenizers import CharTokenizer
 
 if TYPE_CHECKING:
@@ -150,7 +150,7 @@ def _read_archive(archive: Path) -> tuple[dict[str, bytes], dict[str, str]]:
                     raw[split] = tar.extractfile(member).read()
     except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
         raise CorpusError(
-            f"{archive} is not a readable tar archive ({exc})",
+            f"{archive} is not a readable tar archive ({brief(exc)})",
             hint="pass simple-examples.tgz or a folder with the ptb.char files",
         ) from None
     missing = [name for name, split in wanted.items() if split not in raw]
