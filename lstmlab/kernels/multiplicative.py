@@ -1,11 +1,11 @@
 """A whole multiplicative-LSTM window as one autograd Function with a hand-written backward.
 
 Same maths as looping `multiplicative_step` (Krause et al. 2016, arXiv:1609.07959;
-see multiplicative.py), from the input parts that are hoisted out of the loop,
+see cells/multiplicative.py), from the input parts that are hoisted out of the loop,
 x_m = x W_mxᵀ and x_g = x W_hxᵀ + b:
 
     p_t = h_{t−1} ⊙ mask      u_t = p_t W_mhᵀ      m_t = x_m,t ⊙ u_t
-    gates_t = x_g,t + m_t W_hmᵀ,   then the LSTM update of lstm_window.py
+    gates_t = x_g,t + m_t W_hmᵀ,   then the LSTM update of lstm_update.py
 
 Why a Function: under autograd each step adds its own outer products to the
 gradients of W_mh and W_hm, (H, B) @ (B, H) with B = 32 rows, far below the
@@ -20,8 +20,8 @@ fills their gradient directly in the layout that product needs. Weight
 normalisation and DropConnect stay in autograd: the Function takes the matrices
 they produce and returns those matrices' gradients.
 The per-step products are `StepProduct`s (packed.py): W_mh and W_hm packed once
-per window for oneDNN, ~1.5x faster than torch.mm's MKL for 32-row products on
-CPU; the window-sized products go through oneDNN too.
+per window for oneDNN, which then skips the re-packing torch.mm's MKL does on every
+call; the window-sized products go through oneDNN too.
 The step loop in `MultiplicativeCell` stays the reference; the parity tests
 compare outputs and gradients in float64 and gradcheck this Function.
 
@@ -35,13 +35,14 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from lstmlab.cells.lstm_window import (
+from lstmlab.kernels.lstm_update import (
     LSTMBackward,
     backward_needed,
     lstm_update_into,
     step_views,
 )
-from lstmlab.cells.packed import StepProduct, linear, matmul
+from lstmlab.kernels.packed import StepProduct, linear, matmul
+from lstmlab.kernels.policy import function_applies
 
 
 class MultiplicativeWindow(torch.autograd.Function):
@@ -132,7 +133,7 @@ class MultiplicativeWindow(torch.autograd.Function):
         return d_x, dh, dc, None, None, d_w_in, d_b_in, d_w_mh, d_w_hm
 
 
-# torch.compile runs the window eagerly, a graph break around the call: see lstm_window.py
+# torch.compile runs the window eagerly, a graph break around the call: see lstm_update.py
 @torch.compiler.disable
 def multiplicative_window(
     x: Tensor,
@@ -148,3 +149,17 @@ def multiplicative_window(
     """(y (B, T, H), h_T, c_T) of a whole window."""
     keep = backward_needed(x, h0, c0, w_in, b_in, w_mh, w_hm)
     return MultiplicativeWindow.apply(x, h0, c0, mask, keep, w_in, b_in, w_mh, w_hm)
+
+
+def multiplicative_kernel(cell, x: Tensor, state, constants):
+    """(y (B, T, H), state) of `MultiplicativeCell` over x (B, T, E), or None where the step
+    loop should run. `constants` is the cell's `window_constants`: the window's matrices and
+    the state-dropout mask."""
+    weights, mask = constants
+    if not function_applies(cell, x, state, packed_products=True):
+        return None
+    w_in, b_in = cell.input_weights(weights)
+    y, h, c = multiplicative_window(
+        x, state.h, state.c, mask, w_in=w_in, b_in=b_in, w_mh=weights.mh, w_hm=weights.hm
+    )
+    return y, type(state)(h, c)
