@@ -5,7 +5,7 @@ window of more than one step is convolved on CPU and GPU alike. Two layout choic
 make it fast: the (B, T, D) activations are convolved where they lie (conv2d over a
 channels-last view, no copies in or out as conv1d on the transposed view needs), and
 the backward is written out, because mkldnn's depthwise weight gradient is many times
-slower than the forward (benchmarks/fusion.py times the block).
+slower than the forward (`lstmlab bench` times the xLSTM blocks).
 
 Shapes: B batch, T window, D channels, K kernel.
 """

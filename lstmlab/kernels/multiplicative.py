@@ -9,7 +9,7 @@ x_m = x W_mxᵀ and x_g = x W_hxᵀ + b:
 
 Why a Function: under autograd each step adds its own outer products to the
 gradients of W_mh and W_hm, (H, B) @ (B, H) with B = 32 rows, far below the
-matrix unit's speed; that was 80% of a training step. Here the backward loop
+matrix unit's speed, and dominated a training step. Here the backward loop
 carries the gradient through time with two (B, ·) @ (·, H) products per step and
 keeps every step's gate and u gradients; each weight gradient is then one
 (·, T·B) @ (T·B, H) product. The forward keeps p, u, m, the gate activations
@@ -71,14 +71,14 @@ class MultiplicativeWindow(torch.autograd.Function):
         span = steps if keep else 1  # without a backward to serve, one step's scratch
         prevs = new(span, batch, hidden)  # p_t: the (masked) h_{t−1}
         us = new(span, batch, hidden)  # u_t = p_t W_mhᵀ
-        ms = new(batch, span, hidden)  # m_t, batch-major like the gate gradients it meets
+        m_all = new(batch, span, hidden)  # m_t, batch-major like the gate gradients it meets
         acts = new(span, batch, 4 * hidden)  # σ(i), σ(f), tanh(a), σ(o)
         cells = new(steps + 1 if keep else 2, batch, hidden)  # c_0 .. c_T
         y = new(batch, steps, hidden)
         cells[0] = c0
         # per-step views, taken once for the window
         prevs_t, us_t, acts_t = (step_views(b, steps) for b in (prevs, us, acts))
-        ms_t, cells_t = step_views(ms, steps, dim=1), step_views(cells, steps + 1)
+        ms_t, cells_t = step_views(m_all, steps, dim=1), step_views(cells, steps + 1)
         x_m_t, x_g_t, y_t = x_m.unbind(1), x_g.unbind(1), y.unbind(1)
         h_prev = h0
         by_mh, by_hm = StepProduct(w_mh.t(), batch, steps), StepProduct(w_hm.t(), batch, steps)
@@ -93,13 +93,13 @@ class MultiplicativeWindow(torch.autograd.Function):
             gates = by_hm(m, add=x_g_t[t])  # (B, G)
             h_prev = lstm_update_into(gates, acts_t[t], cells_t[t], cells_t[t + 1], y_t[t], False)
         if keep:
-            ctx.save_for_backward(x, mask, w_in, w_mh, w_hm, x_m, prevs, us, ms, acts, cells)
+            ctx.save_for_backward(x, mask, w_in, w_mh, w_hm, x_m, prevs, us, m_all, acts, cells)
         return y, y[:, -1].clone(), cells_t[steps].clone()
 
     @staticmethod
     @once_differentiable
     def backward(ctx, dy: Tensor, dh_last: Tensor, dc_last: Tensor):
-        x, mask, w_in, w_mh, w_hm, x_m, prevs, us, ms, acts, cells = ctx.saved_tensors
+        x, mask, w_in, w_mh, w_hm, x_m, prevs, us, m_all, acts, cells = ctx.saved_tensors
         steps, batch, hidden = us.shape
         # The gradient of the input parts [x_m, x_g], filled step by step: its x_g part is
         # every step's gate gradient. Batch-major, so x's gradient is one product at the end.
@@ -128,7 +128,7 @@ class MultiplicativeWindow(torch.autograd.Function):
         d_x = matmul(flat, w_in).view_as(x)  # (B, T, E)
         d_w_in = flat.t() @ x.reshape(rows, -1)  # (5H, E)
         d_b_in = flat.sum(0)
-        d_w_hm = d_gates.reshape(rows, 4 * hidden).t() @ ms.view(rows, hidden)  # (G, H)
+        d_w_hm = d_gates.reshape(rows, 4 * hidden).t() @ m_all.view(rows, hidden)  # (G, H)
         d_w_mh = dus.view(rows, hidden).t() @ prevs.view(rows, hidden)  # (H, H)
         return d_x, dh, dc, None, None, d_w_in, d_b_in, d_w_mh, d_w_hm
 

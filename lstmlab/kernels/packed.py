@@ -107,7 +107,8 @@ def matmul(a: Tensor, b: Tensor) -> Tensor:
 
 
 # Below this many matrix entries oneDNN's fixed per-call overhead outweighs what its
-# faster kernel saves on a small batch of rows (crossover measured with benchmarks/fusion.py).
+# faster kernel saves on a small batch of rows (the crossover depends on the CPU: re-time
+# StepProduct against torch.mm when moving to another).
 MIN_PACKED_ENTRIES = 1 << 18
 # Packing is a one-off cost per window that each product repays in proportion to its rows:
 # a window packs only when rows x steps reaches this, so a single stream (dynamic
