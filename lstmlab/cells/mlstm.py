@@ -169,7 +169,8 @@ class MLSTMCell(ResidualBlock):
         u_conv = F.silu(u_conv)
         q, k, v = self.q(u_conv), self.k(u_conv), self.v(u)  # (B, T, D) each
         qkv = torch.cat([q, k, v], dim=-1)  # (B, T, 3D)
-        i_pre, f_pre = self.igate(qkv).transpose(1, 2), self.fgate(qkv).transpose(1, 2)  # (B, NH, T)
+        i_pre = self.igate(qkv).transpose(1, 2)  # (B, T, NH) -> (B, NH, T)
+        f_pre = self.fgate(qkv).transpose(1, 2)
         h, memory = self.memory(self.heads(q), self.heads(k), self.heads(v), i_pre, f_pre, state)
         h = self.head_norm(h.transpose(1, 2).flatten(2))  # (B, NH, T, DH) -> (B, T, D)
         h = (h + self.skip * u_conv) * F.silu(z)

@@ -33,6 +33,7 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
+from lstmlab.kernels.lstm import lstm_kernel
 from lstmlab.kernels.lstm_update import (
     LSTMBackward,
     backward_needed,
@@ -40,7 +41,6 @@ from lstmlab.kernels.lstm_update import (
     sigmoid_slope,
     step_views,
 )
-from lstmlab.kernels.lstm import lstm_kernel
 from lstmlab.kernels.packed import StepProduct
 from lstmlab.kernels.policy import function_applies
 

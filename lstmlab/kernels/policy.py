@@ -21,7 +21,9 @@ from lstmlab.kernels import packed
 WINDOW_FUNCTION_MIN_STEPS = 8
 
 
-def function_applies(cell: nn.Module, x: Tensor, state: NamedTuple, *, packed_products: bool) -> bool:
+def function_applies(
+    cell: nn.Module, x: Tensor, state: NamedTuple, *, packed_products: bool
+) -> bool:
     """Whether `cell` should run its window (x (B, T, ·)) as its hand-written autograd Function.
 
     With gradients it always should. Without them, a Function that multiplies through

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from kernel_support import long_window_steps, path
 
 from lstmlab.cells import build_layer
 from lstmlab.cells.configs import SLSTMConfig
@@ -13,7 +14,6 @@ from lstmlab.errors import ConfigError
 from lstmlab.kernels import reference_only
 from lstmlab.kernels.slstm import slstm_window
 
-from kernel_support import long_window_steps, path
 from support import assert_dropout_only_in_training, check_carried_state, count_calls
 
 

@@ -51,7 +51,9 @@ def test_fused_lstm_applies_except_where_cpu_autocast_has_no_fused_lstm(monkeypa
     monkeypatch.setattr(lstm_kernel_module, "fused_lstm_runs_under_cpu_autocast", no_probe)
     assert lstm_kernel_module.fused_lstm_applies(x)
     for found in (False, True):
-        monkeypatch.setattr(lstm_kernel_module, "fused_lstm_runs_under_cpu_autocast", lambda d: found)
+        monkeypatch.setattr(
+            lstm_kernel_module, "fused_lstm_runs_under_cpu_autocast", lambda d, found=found: found
+        )
         with torch.autocast("cpu", dtype=torch.bfloat16):
             assert lstm_kernel_module.fused_lstm_applies(x) == found
 
@@ -71,10 +73,14 @@ def test_probe_runs_once_per_dtype_and_agrees_with_torch_lstm():
     assert found == ran
 
 
-@pytest.mark.parametrize("make", [
-    lambda: build_layer(LSTMConfig(hidden_dim=8), 5),
-    lambda: build_layer(MogrifierConfig(hidden_dim=8, rounds=0), 5),
-], ids=["lstm", "mogrifier-r0"])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: build_layer(LSTMConfig(hidden_dim=8), 5),
+        lambda: build_layer(MogrifierConfig(hidden_dim=8, rounds=0), 5),
+    ],
+    ids=["lstm", "mogrifier-r0"],
+)
 def test_cpu_bf16_autocast_trains_on_either_path(make, monkeypatch):
     """Under CPU bf16 autocast an LSTM window trains (finite output, float32 gradients)
     whichever way the probe went here; without a fused bf16 LSTM it is the step loop's,

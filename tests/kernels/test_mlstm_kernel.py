@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from kernel_support import path
 
 from lstmlab import kernels
 from lstmlab.cells import build_layer
@@ -11,12 +12,12 @@ from lstmlab.cells.configs import MLSTMConfig
 from lstmlab.cells.mlstm import block_diagonal
 from lstmlab.kernels.mlstm import block_diagonal_heads, folded_gates
 
-from kernel_support import path
-
 
 def _block(d=16, heads=2, chunk=4, dropout=0.0):
     torch.manual_seed(0)
-    block = build_layer(MLSTMConfig(hidden_dim=d, num_heads=heads, chunk_size=chunk, dropout=dropout), d)
+    block = build_layer(
+        MLSTMConfig(hidden_dim=d, num_heads=heads, chunk_size=chunk, dropout=dropout), d
+    )
     block = block.double()
     with torch.no_grad():  # nonzero gate and norm weights: the zero init would hide a wrong fold
         for p in block.parameters():
@@ -64,9 +65,19 @@ def test_folded_gates_equal_a_linear_over_concatenated_qkv():
     wq, wk, wv = (torch.randn(G, 4, 4, dtype=torch.float64, requires_grad=True) for _ in range(3))
     gate = torch.nn.Linear(3 * 4 * G, 2 * NH).double()
     got = folded_gates(u_conv, u, wq, wk, wv, gate.weight, gate.bias)  # (B, 2 NH, T)
-    qkv = torch.cat([block_diagonal(u_conv, wq), block_diagonal(u_conv, wk), block_diagonal(u, wv)], -1)
+    qkv = torch.cat(
+        [block_diagonal(u_conv, wq), block_diagonal(u_conv, wk), block_diagonal(u, wv)], -1
+    )
     torch.testing.assert_close(got, gate(qkv).transpose(1, 2), rtol=0, atol=1e-12)
-    inputs = (u_conv, u, wq, wk, wv, gate.weight.detach().requires_grad_(), gate.bias.detach().requires_grad_())
+    inputs = (
+        u_conv,
+        u,
+        wq,
+        wk,
+        wv,
+        gate.weight.detach().requires_grad_(),
+        gate.bias.detach().requires_grad_(),
+    )
     assert torch.autograd.gradcheck(folded_gates, inputs, fast_mode=True)
 
 

@@ -3,15 +3,14 @@ them against their float32 step loops."""
 
 import pytest
 import torch
+from kernel_support import window_outputs_and_gradients
 
 from lstmlab import kernels
 from lstmlab.cells import build_layer
-from lstmlab.kernels import packed
 from lstmlab.cells.configs import MogrifierConfig, MultiplicativeConfig
 from lstmlab.cells.lstm import LSTMState
 from lstmlab.cells.multiplicative import MultiplicativeState
-
-from kernel_support import window_outputs_and_gradients
+from lstmlab.kernels import packed
 
 ONEDNN = torch.backends.mkldnn.is_available()
 
