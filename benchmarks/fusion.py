@@ -9,13 +9,14 @@ For each cell, one training step (forward, cross-entropy, backward, Adam) of the
 benchmark's language model (`lstmlab.bench.build_bench_model`: one layer,
 input = hidden, batch 32, 256 symbols) under each way to run its time loop:
 
-    eager loop           the step loop under autograd (`window_function = False`)
+    eager loop           the step loop under autograd (`lstmlab.kernels.reference_only()`)
     TorchScript update   the loop with the elementwise update (`lstm_pointwise` /
                          `slstm_pointwise`) traced by torch.jit.trace
     compiled update      the same update through torch.compile (inductor)
     compiled step        the cell's whole step function through torch.compile
                          (where the cell has one: multiplicative, mogrifier)
-    window Function      the cell's hand-written window Function (the default)
+    window Function      the cell's window kernel, a hand-written autograd Function
+                         (`lstmlab.kernels`, the default)
 
 reported as training tokens/s, as a ratio to torch.nn.LSTM, and with the first
 call's time (tracing or compilation included; inductor's on-disk cache can
@@ -43,6 +44,7 @@ from unittest import mock
 import torch
 import torch.nn.functional as F
 
+from lstmlab import kernels
 from lstmlab.allocator import keep_freed_memory
 from lstmlab.bench import (
     VOCAB_SIZE,
@@ -106,7 +108,8 @@ def _trace_update(cell_kind: str, update: Callable) -> Callable:
 def variant(name: str, cell_kind: str, cell: RecurrentCell):
     """Run `cell` the way `name` says for the duration of the block."""
     with ExitStack() as stack:
-        cell.window_function = name == "window Function"
+        if name != "window Function":
+            stack.enter_context(kernels.reference_only())
         if name == "TorchScript update":
             site, update = UPDATE_SITES[cell_kind]
             stack.enter_context(mock.patch(site, _trace_update(cell_kind, update)))
@@ -121,7 +124,6 @@ def variant(name: str, cell_kind: str, cell: RecurrentCell):
                 mock.patch.object(target, attr, torch.compile(getattr(target, attr), dynamic=False))
             )
         yield
-        cell.window_function = True
 
 
 def variants_for(cell_kind: str) -> list[str]:

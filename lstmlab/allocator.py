@@ -4,9 +4,9 @@ glibc serves every allocation above its mmap threshold (at most 32 MiB) with fre
 pages from the kernel and hands them back on free, and trims the heap's free top
 the same way. A training step allocates such tensors by the dozen — activations
 and their gradients at long windows, the mLSTM's matrix memory — so every step
-pays to fault in and zero those pages again. Measured on the project's 2-core
-EPYC (`lstmlab bench`, batch 8, window 2048): mlstm trained 3.7k → 6.9k tokens/s,
-torch.nn.LSTM 11.5k → 14.0k, with the two thresholds below raised.
+pays to fault in and zero those pages again; raising the two thresholds below
+removes that cost (`lstmlab bench` at long windows shows it; docs/performance.md
+records the measurement).
 
 The cost is that the process's resident memory stays at its high-water mark
 instead of shrinking between steps — the right trade for a command that trains,

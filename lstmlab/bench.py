@@ -62,15 +62,6 @@ PAPER_SETTINGS: dict[str, dict] = {
     "mlstm": {"num_heads": 4},
 }
 
-# Issue 8's CPU targets: training tokens/s as a ratio to torch.nn.LSTM at the same size.
-TRAIN_RATIO_TARGETS: dict[str, float] = {
-    "lstm": 0.95,
-    "multiplicative": 0.6,
-    "mogrifier": 0.5,
-    "slstm": 0.5,
-    "mlstm": 1.0,
-}
-
 METRICS = ("train_tokens_per_s", "infer_tokens_per_s", "sample_tokens_per_s", "peak_mem_mb")
 
 
@@ -111,8 +102,6 @@ class BenchRow:
     sample_tokens_per_s: float
     peak_mem_mb: float
     ratios: dict[str, float] = field(default_factory=dict)  # metric / the yardstick's, same point
-    target: float | None = None  # training ratio the issue asks for, where it names one
-    meets_target: bool | None = None
 
 
 @dataclass
@@ -362,16 +351,13 @@ def _peak_training_bytes(train_step, model, optimizer, carried, device: torch.de
 
 
 def add_ratios(rows: Sequence[BenchRow]) -> None:
-    """Fill each row's ratios to the yardstick row at the same (hidden, window), and its target."""
+    """Fill each row's ratios to the yardstick row at the same (hidden, window)."""
     yardsticks = {(r.hidden, r.window): r for r in rows if r.cell == YARDSTICK}
     for row in rows:
         base = yardsticks.get((row.hidden, row.window))
         if base is None:
             continue
         row.ratios = {m: getattr(row, m) / getattr(base, m) for m in METRICS}
-        row.target = TRAIN_RATIO_TARGETS.get(row.cell)
-        if row.target is not None:
-            row.meets_target = row.ratios["train_tokens_per_s"] >= row.target
 
 
 # ---------------------------------------------------------------- the whole run
@@ -491,23 +477,19 @@ def markdown(report: BenchReport) -> str:
         "rounds, each round timing one call of every network at the point in turn (interleaved)",
         f"- sampling: greedy T = 1 steps of all {s['batch_size']} streams, "
         f"{s['sample_block']} steps per timed call",
-        f"- ratios are to {YARDSTICK} (same embedding and head) at the same size, in the same run; "
-        "target is the issue's training-ratio goal",
+        f"- ratios are to {YARDSTICK} (same embedding and head) at the same size, in the same run",
         "",
         "| cell | hidden | window | params | train tok/s | infer tok/s | sample tok/s "
-        "| peak MiB | train × | infer × | sample × | mem × | target |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| peak MiB | train × | infer × | sample × | mem × |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in report.rows:
         q = r.ratios
-        target = (
-            "" if r.target is None else f"{'met' if r.meets_target else 'missed'} (>= {r.target:g})"
-        )
         lines.append(
             f"| {r.cell} | {r.hidden} | {r.window} | {r.parameters:,} | {r.train_tokens_per_s:,.0f} "
             f"| {r.infer_tokens_per_s:,.0f} | {r.sample_tokens_per_s:,.0f} | {r.peak_mem_mb:,.1f} "
             + " ".join(f"| {q[k]:.2f}" if q else "| –" for k in METRICS)
-            + f" | {target} |"
+            + " |"
         )
     return "\n".join(lines) + "\n"
 
@@ -525,7 +507,6 @@ def write_results(report: BenchReport, out_dir: Path) -> tuple[Path, Path]:
 
 __all__ = [
     "PAPER_SETTINGS",
-    "TRAIN_RATIO_TARGETS",
     "YARDSTICK",
     "BenchReport",
     "BenchRow",

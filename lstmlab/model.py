@@ -66,8 +66,7 @@ class LanguageModel(nn.Module):
                 spec = spec.model_copy(update={"hidden_dim": hidden})
             layers.append(build_layer(spec, inp, weight_dropout=cfg.dropout.weight))
         for index, layer in enumerate(layers):
-            if hasattr(layer, "init_for_stack"):  # xLSTM blocks: init depends on depth
-                layer.init_for_stack(index, len(layers))
+            layer.init_for_stack(index, len(layers))  # xLSTM blocks: init depends on depth
         self.layers = nn.ModuleList(layers)
         self.final_norm = LayerNorm(layers[-1].hidden_dim) if cfg.final_norm else None
         self.head = nn.Linear(layers[-1].hidden_dim, vocab_size)

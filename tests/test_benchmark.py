@@ -50,9 +50,9 @@ def test_smoke_rows_cover_every_registered_cell_and_the_yardstick(report):
         for metric in METRICS:
             assert row.ratios[metric] == pytest.approx(getattr(row, metric) / getattr(base, metric))
         if row.cell == YARDSTICK:
-            assert all(v == 1.0 for v in row.ratios.values()) and row.target is None
+            assert all(v == 1.0 for v in row.ratios.values())
     lstm = next(r for r in report.rows if r.cell == "lstm")
-    assert lstm.target == 0.95 and lstm.meets_target == (lstm.ratios["train_tokens_per_s"] >= 0.95)
+    assert not hasattr(lstm, "target")  # ratios only: the package carries no issue targets
     # the same layout as torch.nn.LSTM: identical parameter counts
     assert lstm.parameters == next(r.parameters for r in report.rows if r.cell == YARDSTICK)
 

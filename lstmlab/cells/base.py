@@ -13,19 +13,25 @@ batch and saving state are the same code for every cell.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import torch
 from torch import Tensor, nn
 
-from lstmlab.cells.packed import MIN_PACKED_ROW_STEPS, packing_applies
+from lstmlab import kernels
 
 
 class RecurrentCell(nn.Module, ABC):
-    """Base class: subclasses set `input_dim`, `hidden_dim` and implement `initial_state` and `step`."""
+    """Base class: subclasses set `input_dim`, `hidden_dim` and implement `initial_state` and `step`.
+
+    A subclass with a fast path for whole windows names it in `window_kernel` (a key
+    of `lstmlab.kernels.WINDOW_KERNELS`); `forward` runs it where it applies and the
+    reference loop everywhere else. The kernel never changes the parameters.
+    """
 
     input_dim: int
     hidden_dim: int
+    window_kernel: ClassVar[str | None] = None
 
     @abstractmethod
     def initial_state(self, batch_size: int, *, device=None, dtype=None) -> NamedTuple:
@@ -35,7 +41,26 @@ class RecurrentCell(nn.Module, ABC):
     def step(self, x_t: Tensor, state: NamedTuple) -> tuple[Tensor, NamedTuple]:
         """One time step: x_t (B, E) -> (h_t (B, H), next state)."""
 
+    def init_for_stack(self, index: int, num_blocks: int) -> None:
+        """Re-initialise what depends on the layer's place in a stack of `num_blocks`
+        (xLSTM blocks scale by depth; other cells do not)."""
+
+    def window_constants(self, state: NamedTuple) -> Any:
+        """What every step of one window shares, drawn once per window (DropConnected or
+        weight-normalised matrices, dropout masks); the kernel and the reference take it."""
+        return None
+
     def forward(self, x: Tensor, state: NamedTuple) -> tuple[Tensor, NamedTuple]:
+        """x (B, T, E) -> (y (B, T, H), state after the window)."""
+        return self.run_window(x, state, self.window_constants(state))
+
+    def run_window(self, x: Tensor, state: NamedTuple, constants: Any):
+        """The window kernel's output where it applies, else `reference_window`'s."""
+        out = kernels.window(self, x, state, constants)
+        return out if out is not None else self.reference_window(x, state, constants)
+
+    def reference_window(self, x: Tensor, state: NamedTuple, constants: Any):
+        """The reference every kernel is tested against: `step` at every time step."""
         outs = []
         for x_t in x.unbind(dim=1):  # x: (B, T, E)
             h_t, state = self.step(x_t, state)
@@ -66,36 +91,3 @@ def state_dropout_mask(h: Tensor, p: float, training: bool) -> Tensor | None:
     if not training or p == 0.0:
         return None
     return h.new_empty(h.shape).bernoulli_(1.0 - p) / (1.0 - p)  # (B, H)
-
-
-# Without gradients a window Function with packed products (packed.py) still pays once
-# the window repays packing its matrices (~1 ms each): no-grad tokens/s at H 512, B 32,
-# window Function vs step loop: T = 4 16.6k vs 17.4k (multiplicative), 14.0k vs 14.3k
-# (mogrifier); T = 16 23.8k vs 19.1k and 18.4k vs 14.5k. (sLSTM's Function has no packed
-# products: 23.4k vs 22.2k at T = 128 did not justify its buffers.)
-WINDOW_FUNCTION_MIN_STEPS = 8
-
-
-def window_function_applies(cell: nn.Module, x: Tensor, state: NamedTuple) -> bool:
-    """Whether `cell` should run its window as its hand-written autograd Function.
-
-    With gradients it always should. Without them (inference, evaluation) a cell
-    whose Function multiplies through packed products (`cell.packed_products`) runs
-    it for windows of WINDOW_FUNCTION_MIN_STEPS steps or more with the rows x steps
-    to pack for (packed.MIN_PACKED_ROW_STEPS), where packing applies (float32 CPU);
-    it then keeps no per-window buffers. Shorter windows (sampling's T = 1) take the
-    step loop. The Function's buffers hold one dtype, so autocast's mixed dtypes take
-    the loop too. `cell.window_function = False` forces the loop, the reference the
-    Function is tested against.
-    """
-    if not cell.window_function or torch.is_autocast_enabled(x.device.type):
-        return False
-    if torch.is_grad_enabled() and any(t.requires_grad for t in (x, *state, *cell.parameters())):
-        return True
-    batch, steps = x.shape[:2]
-    return (
-        getattr(cell, "packed_products", False)
-        and packing_applies(x)
-        and steps >= WINDOW_FUNCTION_MIN_STEPS
-        and batch * steps >= MIN_PACKED_ROW_STEPS
-    )

@@ -152,8 +152,9 @@ def _step(q_t, k_t, v_t, i_t, log_f_t, state: MatrixMemory) -> tuple[Tensor, Mat
 
 
 # Bytes of C one group of `_update_and_read` works on: written, then read back while still
-# in cache, so C makes one trip through main memory. Sampling speed was flat from 1 to
-# 4 MiB on a 2-core EPYC (1 MiB L2 per core, 32 MiB L3) and 1.6× slower in one pass.
+# in cache, so C makes one trip through main memory instead of two. Small enough to stay
+# in a core's share of cache, large enough that the per-group overhead does not show
+# (the plateau depends on the CPU's caches: re-time sampling when moving to another).
 CACHE_PASS_BYTES = 2**21
 
 

@@ -6,9 +6,9 @@
 
 Parameters keep torch.nn.LSTM's layout (`weight_ih` (4H, E), `weight_hh` (4H, H),
 `bias_ih`, `bias_hh`), so weights move between the two. A window runs through
-torch's fused LSTM kernel (cuDNN on CUDA); the capped input gate, which no
-fused kernel offers, runs the step loop. `lstm_pointwise` is the cell update as
-a pure function, shared with the Mogrifier LSTM.
+torch's fused LSTM kernel where it applies (`lstmlab.kernels.lstm`); the step
+loop here is its reference. `lstm_pointwise` is the cell update as a pure
+function, shared with the Mogrifier LSTM.
 
 Shapes: B batch, T window, E input size, H hidden size.
 """
@@ -54,6 +54,8 @@ def set_forget_bias(bias_ih: Tensor, bias_hh: Tensor, value: float) -> None:
 
 class LSTMCell(RecurrentCell):
     """LSTM layer with torch.nn.LSTM's parameters; `weight_dropout` is DropConnect on W_hh (AWD-LSTM)."""
+
+    window_kernel = "lstm"
 
     def __init__(self, config: LSTMConfig, input_dim: int, *, weight_dropout: float = 0.0) -> None:
         super().__init__()
@@ -102,27 +104,15 @@ class LSTMCell(RecurrentCell):
         h, c = lstm_pointwise(gates, state.c, capped_input_gate=True)
         return h, LSTMState(h, c)
 
-    def forward(self, x: Tensor, state: LSTMState) -> tuple[Tensor, LSTMState]:
-        weight_hh = self.recurrent_weight()  # one DropConnect mask for the whole window
-        if self.config.capped_input_gate:
-            outs = []
-            for x_t in x.unbind(dim=1):  # x: (B, T, E)
-                h, state = self._step(x_t, state, weight_hh)
-                outs.append(h)
-            return torch.stack(outs, dim=1), state  # (B, T, H)
-        # torch's fused multi-step kernel; hx is (num_layers=1, B, H).
-        y, h, c = torch.lstm(
-            x,
-            (state.h.unsqueeze(0), state.c.unsqueeze(0)),
-            [self.weight_ih, weight_hh, self.bias_ih, self.bias_hh],
-            True,  # has biases
-            1,  # num_layers
-            0.0,  # dropout between layers (ours is applied outside)
-            self.training,
-            False,  # bidirectional
-            True,  # batch_first
-        )
-        return y, LSTMState(h.squeeze(0), c.squeeze(0))
+    def window_constants(self, state: LSTMState) -> Tensor:
+        return self.recurrent_weight()  # one DropConnect mask for the whole window
+
+    def reference_window(self, x: Tensor, state: LSTMState, weight_hh: Tensor):
+        outs = []
+        for x_t in x.unbind(dim=1):  # x: (B, T, E)
+            h, state = self._step(x_t, state, weight_hh)
+            outs.append(h)
+        return torch.stack(outs, dim=1), state  # (B, T, H)
 
     def extra_repr(self) -> str:
         return f"input_dim={self.input_dim}, hidden_dim={self.hidden_dim}, capped_input_gate={self.config.capped_input_gate}"

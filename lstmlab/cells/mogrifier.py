@@ -14,7 +14,9 @@ equations omit them). r = 0 is exactly `lstm`: the same parameters under the
 same names and the same outputs.
 
 The LSTM part is `LSTMCell` itself (this class subclasses it), so its fused
-step, capped input gate, forget-bias init and DropConnect all carry over.
+step, capped input gate, forget-bias init and DropConnect all carry over. A
+window runs as one autograd Function where it applies (`lstmlab.kernels.mogrifier`);
+the step loop here is its reference.
 Round 1 already depends on h_{t-1}, so nothing input-side can be hoisted out of
 the time loop. A factored round is applied factor by factor, (B, in) @ (in, k)
 then (B, k) @ (k, out), never as the formed (out, in) product: k (in + out)
@@ -27,23 +29,32 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import torch
 from torch import Tensor, nn
 
-from lstmlab.cells.base import state_dropout_mask, window_function_applies
+from lstmlab.cells.base import state_dropout_mask
 from lstmlab.cells.configs import MogrifierConfig
 from lstmlab.cells.lstm import LSTMCell, LSTMState
-from lstmlab.cells.mogrifier_window import mogrifier_window
 
 RoundWeight = Tensor | tuple[Tensor, Tensor]  # Q_j or R_j as (out, in), or its factors
+
+
+class MogrifierWindow(NamedTuple):
+    """What every step of one window shares."""
+
+    weights: list[RoundWeight]  # `round_factors`
+    biases: list[Tensor]
+    weight_hh: Tensor  # DropConnected once per window
+    mask: Tensor | None  # state dropout on h_{t-1}, (B, H)
 
 
 def round_preactivation(inp: Tensor, weight: RoundWeight, bias: Tensor) -> Tensor:
     """inp Wᵀ + b for one round; a factored W = left @ right is applied factor by factor.
 
     Two thin products (B, in) @ (in, k) then (B, k) @ (k, out) cost k (in + out)
-    multiply-adds per row instead of in·out: about 8x fewer at 512 and k = 32.
+    multiply-adds per row instead of in·out.
     """
     if isinstance(weight, Tensor):
         return torch.addmm(bias, inp, weight.t())  # (B, out)
@@ -84,14 +95,12 @@ def _trunc_normal_with_std(tensor: Tensor, std: float) -> None:
 class MogrifierCell(LSTMCell):
     """Mogrifier LSTM layer: `LSTMCell` parameters plus `mog_*` round parameters (none when r = 0)."""
 
+    window_kernel = "mogrifier"
+
     def __init__(
         self, config: MogrifierConfig, input_dim: int, *, weight_dropout: float = 0.0
     ) -> None:
         super().__init__(config, input_dim, weight_dropout=weight_dropout)
-        # Windows run as one autograd Function (mogrifier_window.py); False takes the step
-        # loop, the reference it is tested against. A backend choice, not a hyperparameter.
-        self.window_function = True
-        self.packed_products = True  # so long windows run it without gradients too
         shapes = round_shapes(config.rounds, input_dim, config.hidden_dim)
         k = config.rank
         if k is None:
@@ -151,30 +160,18 @@ class MogrifierCell(LSTMCell):
         # Only the copy of h_{t-1} that enters the gates is modulated; c passes unchanged.
         return self._step(x, LSTMState(h, state.c), weight_hh)
 
-    def forward(self, x: Tensor, state: LSTMState) -> tuple[Tensor, LSTMState]:
-        if self.config.rounds == 0 and not (self.training and self.config.state_dropout):
-            return super().forward(x, state)  # plain `lstm`, fused kernel included
-        weights, biases = self.round_factors(), list(self.mog_bias)
-        weight_hh = self.recurrent_weight()  # one DropConnect mask for the whole window
-        mask = state_dropout_mask(state.h, self.config.state_dropout, self.training)
-        if window_function_applies(self, x, state):
-            y, h, c = mogrifier_window(
-                x,
-                state.h,
-                state.c,
-                mask,
-                capped=self.config.capped_input_gate,
-                weight_ih=self.weight_ih,
-                weight_hh=weight_hh,
-                bias_ih=self.bias_ih,
-                bias_hh=self.bias_hh,
-                round_weights=[w if isinstance(w, tuple) else (w,) for w in weights],
-                round_biases=biases,
-            )
-            return y, LSTMState(h, c)
+    def window_constants(self, state: LSTMState) -> MogrifierWindow:
+        return MogrifierWindow(
+            self.round_factors(),
+            list(self.mog_bias),
+            self.recurrent_weight(),  # one DropConnect mask for the whole window
+            state_dropout_mask(state.h, self.config.state_dropout, self.training),
+        )
+
+    def reference_window(self, x: Tensor, state: LSTMState, window: MogrifierWindow):
         outs = []
         for x_t in x.unbind(dim=1):  # x: (B, T, E)
-            h, state = self._mogrifier_step(x_t, state, weights, biases, weight_hh, mask)
+            h, state = self._mogrifier_step(x_t, state, *window)
             outs.append(h)
         return torch.stack(outs, dim=1), state  # (B, T, H)
 

@@ -12,9 +12,9 @@ the candidate, so each input symbol picks its own recurrent transition:
 h_{t-1} reaches the gates only through m_t; there is no direct W_hh. Everything
 that depends only on the input, x W_mxᵀ and x W_hxᵀ + b, is one matrix product
 over the whole window before the time loop; a step then costs h W_mhᵀ, one
-elementwise product and m W_hmᵀ. Windows run as one autograd Function
-with a hand-written backward (multiplicative_window.py); the step loop here is
-its reference and serves sampling's short windows (see `window_function_applies`).
+elementwise product and m W_hmᵀ. Windows run as one autograd Function with a
+hand-written backward where it applies (`lstmlab.kernels.multiplicative`); the
+step loop here is its reference and serves sampling's short windows.
 
 Init follows Krause et al.'s best code: orthogonal matrices, forget-gate bias
 `forget_bias` (3), other biases 0. With `weight_norm` every matrix is
@@ -32,10 +32,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from lstmlab.cells.base import RecurrentCell, state_dropout_mask, window_function_applies
+from lstmlab.cells.base import RecurrentCell, state_dropout_mask
 from lstmlab.cells.configs import MultiplicativeConfig
 from lstmlab.cells.lstm import lstm_pointwise
-from lstmlab.cells.multiplicative_window import multiplicative_window
 
 
 class MultiplicativeState(NamedTuple):
@@ -68,6 +67,8 @@ def multiplicative_step(
 class MultiplicativeCell(RecurrentCell):
     """Multiplicative LSTM layer; `weight_dropout` is DropConnect on W_mh, the only matrix h_{t-1} meets."""
 
+    window_kernel = "multiplicative"
+
     def __init__(
         self, config: MultiplicativeConfig, input_dim: int, *, weight_dropout: float = 0.0
     ) -> None:
@@ -76,10 +77,6 @@ class MultiplicativeCell(RecurrentCell):
         self.input_dim = input_dim
         self.hidden_dim = hidden = config.hidden_dim
         self.weight_dropout = weight_dropout
-        # Training windows run as one autograd Function (multiplicative_window.py); False
-        # takes the step loop, the reference it is tested against. A backend choice.
-        self.window_function = True
-        self.packed_products = True  # so long windows run it without gradients too
         shapes = {
             "mx": (hidden, input_dim),
             "hx": (4 * hidden, input_dim),
@@ -138,15 +135,13 @@ class MultiplicativeCell(RecurrentCell):
         y, state = self.forward(x_t.unsqueeze(1), state)  # (B, 1, E) -> (B, 1, H)
         return y.squeeze(1), state
 
-    def forward(self, x: Tensor, state: MultiplicativeState) -> tuple[Tensor, MultiplicativeState]:
+    def window_constants(self, state: MultiplicativeState) -> tuple[Weights, Tensor | None]:
+        """The window's matrices and its state-dropout mask (B, H) or None."""
         weights = self.window_weights()
-        mask = state_dropout_mask(state.h, self.config.state_dropout, self.training)
-        if window_function_applies(self, x, state):
-            w_in, b_in = self.input_weights(weights)
-            y, h, c = multiplicative_window(
-                x, state.h, state.c, mask, w_in=w_in, b_in=b_in, w_mh=weights.mh, w_hm=weights.hm
-            )
-            return y, MultiplicativeState(h, c)
+        return weights, state_dropout_mask(state.h, self.config.state_dropout, self.training)
+
+    def reference_window(self, x: Tensor, state: MultiplicativeState, constants):
+        weights, mask = constants
         x_m, x_gates = self.input_parts(x, weights)  # (B, T, H), (B, T, 4H)
         outs = []
         for x_m_t, x_g_t in zip(x_m.unbind(dim=1), x_gates.unbind(dim=1)):

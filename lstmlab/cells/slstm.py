@@ -20,7 +20,7 @@ The block, with d the model width and F = round_up(1.3 d, 64):
 W x is computed for the whole window in one product; each step is then one batched
 per-head product R h and the pointwise update (`slstm_step`). When gradients are
 needed the window's recurrence runs as one autograd Function with a hand-written
-backward (slstm_window.py); the step loop stays the reference. State: (h, c, n, m)
+backward (`lstmlab.kernels.slstm`); the step loop stays the reference. State: (h, c, n, m)
 of the cell and the conv buffer (the last K − 1 inputs y).
 
 Init: W and W_up small N(0, 2/(5d)); R = 0; b_i = b_z = b_o = 0; forget bias
@@ -37,10 +37,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from lstmlab.cells.base import window_function_applies
 from lstmlab.cells.configs import SLSTMConfig
 from lstmlab.cells.gating import slstm_pointwise
-from lstmlab.cells.slstm_window import slstm_window
 from lstmlab.cells.xlstm import (
     CausalConv,
     HeadwiseNorm,
@@ -90,6 +88,8 @@ class SLSTMCell(ResidualBlock):
     `weight_dropout` is DropConnect on the recurrent maps R, one mask per window.
     """
 
+    window_kernel = "slstm"
+
     def __init__(self, config: SLSTMConfig, input_dim: int, *, weight_dropout: float = 0.0) -> None:
         super().__init__(input_dim, config.hidden_dim)
         self.config = config
@@ -97,9 +97,6 @@ class SLSTMCell(ResidualBlock):
         self.num_heads = NH = config.num_heads
         self.head_dim = hd = check_heads("slstm", d, NH, "hidden_dim")
         self.weight_dropout = weight_dropout
-        # Training windows run the recurrence as one autograd Function (slstm_window.py); False
-        # takes the step loop, the reference it is tested against. A backend, not a hyperparameter.
-        self.window_function = True
         self.norm = LayerNorm(d)
         self.conv = CausalConv(d, config.conv_kernel)
         # Head-wise maps: input_weight[g, h] maps head h's hd inputs to gate g's hd units.
@@ -158,18 +155,13 @@ class SLSTMCell(ResidualBlock):
             if self.weight_dropout
             else self.recurrent_weight
         )
-        if window_function_applies(self, x, state):
-            cell_out, h, c, n, m = slstm_window(
-                wx, *state[:4], recurrent, forget_gate=self.config.forget_gate
-            )
-        else:
-            cell_out, (h, c, n, m) = self._loop(wx, state, recurrent)
+        cell_out, (h, c, n, m) = self.run_window(wx, state, recurrent)  # the recurrence
         x = x + self.cell_norm(self.dropout(cell_out))
         gate, value = self.ffn_up(self.ffn_norm(x)).chunk(2, dim=-1)  # (B, T, F) each
         x = x + self.dropout(self.ffn_down(F.gelu(gate) * value))
         return x, SLSTMState(h, c, n, m, conv_buffer)
 
-    def _loop(self, wx: Tensor, state: SLSTMState, recurrent: Tensor):
+    def reference_window(self, wx: Tensor, state: SLSTMState, recurrent: Tensor):
         """The reference recurrence, step by step: wx (B, T, 4, NH, hd) -> (B, T, d), (h, c, n, m)."""
         h, c, n, m, _ = state
         outs = []

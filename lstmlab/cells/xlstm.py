@@ -18,7 +18,6 @@ Shapes: B batch, T window, d model width, D inner width, K conv kernel.
 from __future__ import annotations
 
 import math
-from abc import abstractmethod
 
 import torch
 import torch.nn.functional as F
@@ -26,6 +25,7 @@ from torch import Tensor, nn
 
 from lstmlab.cells.base import RecurrentCell
 from lstmlab.errors import ConfigError
+from lstmlab.kernels.conv import causal_conv_window
 
 
 def round_up(x: float, multiple: int = 64) -> int:
@@ -67,51 +67,6 @@ class HeadwiseNorm(nn.Module):
         return normed.flatten(-2) * (1.0 + self.weight)  # (..., NH·DH)
 
 
-def conv_over_time(
-    x: Tensor, weight: Tensor, bias: Tensor | None = None, padding: int = 0
-) -> Tensor:
-    """Depthwise convolution along T: x (B, T, D), weight (D, K) -> (B, T + 2·padding − K + 1, D).
-
-    conv2d over (B, D, 1, T) viewed channels-last reads and writes the (B, T, D) layout
-    as it lies; conv1d on the transposed view copies in and out and runs ~10× slower.
-    """
-    y = F.conv2d(
-        x.transpose(1, 2).unsqueeze(2),  # (B, D, 1, T) channels-last
-        weight[:, None, None, :],  # (D, 1, 1, K)
-        bias,
-        padding=(0, padding),
-        groups=weight.shape[0],
-    )
-    return y.squeeze(2).transpose(1, 2)  # (B, D, 1, T') channels-last -> (B, T', D) contiguous
-
-
-class _ConvOverTime(torch.autograd.Function):
-    """`conv_over_time` with its own backward. On CPU, mkldnn's depthwise weight gradient
-    takes ~40× the forward (58 ms against 1.4 ms at B 32, T 131, D 1024); here the input
-    gradient is the same convolution of the output gradient with the kernel flipped and
-    the weight gradient K products summed over (B, T), 14 ms together."""
-
-    @staticmethod
-    def forward(ctx, full: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
-        ctx.save_for_backward(full, weight)
-        return conv_over_time(full, weight, bias)  # (B, T, D) from (B, T + K − 1, D)
-
-    @staticmethod
-    def backward(ctx, grad: Tensor) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
-        full, weight = ctx.saved_tensors
-        K, T = weight.shape[1], grad.shape[1]
-        d_full = d_weight = d_bias = None
-        if ctx.needs_input_grad[0]:
-            # input s feeds outputs s − K + 1 … s: pad the gradient by K − 1 on both sides
-            d_full = conv_over_time(grad, weight.flip(-1), padding=K - 1)  # (B, T + K − 1, D)
-        if ctx.needs_input_grad[1]:
-            taps = [(grad * full[:, k : k + T]).sum((0, 1)) for k in range(K)]  # K × (D,)
-            d_weight = torch.stack(taps, dim=-1)  # (D, K)
-        if ctx.needs_input_grad[2]:
-            d_bias = grad.sum((0, 1))  # (D,)
-        return d_full, d_weight, d_bias
-
-
 class CausalConv(nn.Module):
     """Depthwise causal 1-d convolution with bias; its state is the last K − 1 inputs."""
 
@@ -129,13 +84,7 @@ class CausalConv(nn.Module):
             # of a convolution call and its layout copies
             y = (full * weight.t().contiguous()).sum(1, keepdim=True) + bias  # (B, 1, D)
         else:
-            # the dtypes a convolution runs in under autocast, chosen here because the
-            # Function's backward runs outside autocast
-            device = x.device.type
-            dtype = (
-                torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else x.dtype
-            )
-            y = _ConvOverTime.apply(full.to(dtype), weight.to(dtype), bias.to(dtype))
+            y = causal_conv_window(full, weight, bias)  # (B, T, D)
         return y, full[:, full.shape[1] - (self.kernel - 1) :]  # (B, K − 1, D)
 
 
@@ -160,10 +109,6 @@ class ResidualBlock(RecurrentCell):
     def step(self, x_t: Tensor, state):
         y, state = self(x_t.unsqueeze(1), state)  # (B, E) -> (B, 1, E)
         return y.squeeze(1), state  # (B, d)
-
-    @abstractmethod
-    def init_for_stack(self, index: int, num_blocks: int) -> None:
-        """Re-initialise what depends on the block's place in a stack of `num_blocks`."""
 
 
 def check_heads(kind: str, width: int, num_heads: int, what: str) -> int:

@@ -8,7 +8,7 @@ import torch
 from lstmlab.cells import build_layer
 from lstmlab.cells.configs import MLSTMConfig
 from lstmlab.cells.gating import mlstm_recurrent
-from lstmlab.cells.mlstm import MLSTMCell, MLSTMState, block_diagonal, block_diagonal_heads
+from lstmlab.cells.mlstm import MLSTMCell, MLSTMState
 from lstmlab.errors import ConfigError
 
 from support import check_carried_state
@@ -83,21 +83,9 @@ def test_gradcheck_in_float64():
     assert torch.autograd.gradcheck(lambda x: block(x, s0)[0], (x,), fast_mode=True)
 
 
-def test_block_diagonal_heads_is_block_diagonal_split_into_heads():
-    x = torch.randn(2, 3, 24, dtype=torch.float64, requires_grad=True)  # G = 6 blocks of 4
-    wa, wb = torch.randn(2, 6, 4, 4, dtype=torch.float64)
-    w = torch.cat([wa, wb], dim=1).requires_grad_()
-    both = block_diagonal_heads(x, w, num_heads=3, maps=2)
-    for out, w_map in zip(both, (wa, wb), strict=True):
-        assert out.shape == (2, 3, 3, 8) and out.is_contiguous()  # (B, NH, T, DH)
-        ref = block_diagonal(x, w_map).unflatten(-1, (3, 8)).transpose(1, 2)  # (B, NH, T, DH)
-        torch.testing.assert_close(out, ref, rtol=0, atol=1e-12)
-    assert torch.autograd.gradcheck(lambda x, w: block_diagonal_heads(x, w, 3, 2), (x, w))
-
-
 def test_forward_equals_the_block_formula_with_concatenated_gate_inputs():
-    """The folded gate weights and head-major q, k, v change no result: compare the block
-    with its docstring formula, written the plain way, in float64."""
+    """The window kernel (folded gate weights, head-major q, k, v) changes no result: compare
+    the block with its docstring formula, written the plain way, in float64."""
     block = _block(d=16, heads=2, chunk=4).double()
     for p in block.parameters():  # nonzero gate weights and norm weights
         p.data.add_(0.1 * torch.randn_like(p))

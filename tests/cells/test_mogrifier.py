@@ -4,17 +4,14 @@ from __future__ import annotations
 
 import pytest
 import torch
+from kernel_support import assert_kernel_without_gradients, window_outputs_and_gradients
 
 from lstmlab.cells import build_layer
 from lstmlab.cells.configs import LSTMConfig, MogrifierConfig
 from lstmlab.cells.lstm import LSTMState
 from lstmlab.cells.mogrifier import mogrify
 
-from support import (
-    assert_window_function_without_gradients,
-    gradcheck_cell,
-    window_outputs_and_gradients,
-)
+from support import gradcheck_cell
 
 
 def _cell(input_dim=5, hidden=6, dtype=torch.float64, seed=0, **cfg):
@@ -135,8 +132,8 @@ def test_window_function_matches_the_step_loop(rounds, rank, capped):
             b.normal_(0.0, 0.3)
     x = torch.randn(3, 7, 5, dtype=torch.float64, requires_grad=True)
     s0 = LSTMState(*(torch.randn(3, 6, dtype=torch.float64, requires_grad=True) for _ in range(2)))
-    fast, fast_node = window_outputs_and_gradients(cell, x, s0, window_function=True)
-    ref, ref_node = window_outputs_and_gradients(cell, x, s0, window_function=False)
+    fast, fast_node = window_outputs_and_gradients(cell, x, s0, kernel=True)
+    ref, ref_node = window_outputs_and_gradients(cell, x, s0, kernel=False)
     assert "MogrifierWindow" in fast_node and "MogrifierWindow" not in ref_node
     for a, b in zip(fast, ref, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
@@ -147,10 +144,10 @@ def test_window_function_without_gradients(monkeypatch):
     evaluation) run the Function, which is faster there; the outputs agree."""
     cell = _cell(rounds=3, rank=2)
     x = torch.randn(2, 4, 5, dtype=torch.float64)
-    assert_window_function_without_gradients(
+    assert_kernel_without_gradients(
         cell,
         x,
         monkeypatch,
         node="MogrifierWindow",
-        target="lstmlab.cells.mogrifier.mogrifier_window",
+        target="lstmlab.kernels.mogrifier.mogrifier_window",
     )

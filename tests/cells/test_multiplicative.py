@@ -4,17 +4,13 @@ from __future__ import annotations
 
 import pytest
 import torch
+from kernel_support import assert_kernel_without_gradients, window_outputs_and_gradients
 
 from lstmlab.cells import build_layer
 from lstmlab.cells.configs import MultiplicativeConfig
 from lstmlab.cells.multiplicative import MultiplicativeState
 
-from support import (
-    assert_dropout_only_in_training,
-    assert_window_function_without_gradients,
-    gradcheck_cell,
-    window_outputs_and_gradients,
-)
+from support import assert_dropout_only_in_training, gradcheck_cell
 
 
 def _cell(input_dim=5, hidden=6, dtype=torch.float64, seed=0, **cfg):
@@ -154,8 +150,8 @@ def test_window_function_matches_the_step_loop(weight_norm, state_dropout, weigh
     s0 = MultiplicativeState(
         *(torch.randn(3, 6, dtype=torch.float64, requires_grad=True) for _ in range(2))
     )
-    fast, fast_node = window_outputs_and_gradients(cell, x, s0, window_function=True)
-    ref, ref_node = window_outputs_and_gradients(cell, x, s0, window_function=False)
+    fast, fast_node = window_outputs_and_gradients(cell, x, s0, kernel=True)
+    ref, ref_node = window_outputs_and_gradients(cell, x, s0, kernel=False)
     assert "MultiplicativeWindow" in fast_node and "MultiplicativeWindow" not in ref_node
     for a, b in zip(fast, ref, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
@@ -163,7 +159,7 @@ def test_window_function_matches_the_step_loop(weight_norm, state_dropout, weigh
 
 def test_window_function_gradcheck_float64():
     """Finite differences through the Function itself, with a state-dropout mask."""
-    from lstmlab.cells.multiplicative_window import multiplicative_window
+    from lstmlab.kernels.multiplicative import multiplicative_window
 
     torch.manual_seed(0)
     B, T, H = 2, 4, 3
@@ -187,10 +183,10 @@ def test_window_function_without_gradients(monkeypatch):
     evaluation) run the Function, which is faster there; the outputs agree."""
     cell = _cell()
     x = torch.randn(2, 4, 5, dtype=torch.float64)
-    assert_window_function_without_gradients(
+    assert_kernel_without_gradients(
         cell,
         x,
         monkeypatch,
         node="MultiplicativeWindow",
-        target="lstmlab.cells.multiplicative.multiplicative_window",
+        target="lstmlab.kernels.multiplicative.multiplicative_window",
     )

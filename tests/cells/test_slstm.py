@@ -1,23 +1,20 @@
 """The sLSTM block: parameter formula, gradcheck, carried state (cell and conv buffer), init,
-and the window Function (slstm_window.py) against the step loop and finite differences."""
+and the window Function (kernels/slstm.py) against the step loop and finite differences."""
 
 from __future__ import annotations
 
 import pytest
 import torch
+from kernel_support import long_window_steps, path
 
 from lstmlab.cells import build_layer
 from lstmlab.cells.configs import SLSTMConfig
 from lstmlab.cells.slstm import SLSTMCell, SLSTMState, powerlaw_forget_bias
-from lstmlab.cells.slstm_window import slstm_window
 from lstmlab.errors import ConfigError
+from lstmlab.kernels import reference_only
+from lstmlab.kernels.slstm import slstm_window
 
-from support import (
-    assert_dropout_only_in_training,
-    check_carried_state,
-    count_calls,
-    long_window_steps,
-)
+from support import assert_dropout_only_in_training, check_carried_state, count_calls
 
 
 def _block(d=16, heads=4, **kw) -> SLSTMCell:
@@ -106,12 +103,12 @@ def _state(batch, d, *, zero, dtype=torch.float64):
     return SLSTMState(*(t.requires_grad_() for t in (*s, conv)))
 
 
-def _outputs_and_gradients(block, x, s0, *, window_function, seed=1):
+def _outputs_and_gradients(block, x, s0, *, kernel, seed=1):
     """Outputs, final state and the gradients w.r.t. x, the state and every parameter of a loss
     that weighs every output differently and also reads the final c, n, m (not gauge invariant)."""
-    block.window_function = window_function
     torch.manual_seed(seed)  # the same DropConnect and dropout masks for both paths
-    y, s = block(x, s0)
+    with path(kernel):
+        y, s = block(x, s0)
     ramp = torch.linspace(-1.0, 1.0, y.numel(), dtype=y.dtype).view_as(y)
     loss = (y * ramp).sum() + (0.3 * s.h).sum() + (s.c**2).sum() - (0.2 * s.n).sum()
     loss = loss + (0.1 * s.m**2).sum()
@@ -131,8 +128,8 @@ def test_window_function_matches_the_step_loop(forget_gate, zero_state):
         block.recurrent_weight.normal_(0, 0.5)
     x = torch.randn(3, 7, 6, dtype=torch.float64, requires_grad=True)
     s0 = _state(3, 8, zero=zero_state)
-    fast, fast_node = _outputs_and_gradients(block, x, s0, window_function=True)
-    ref, ref_node = _outputs_and_gradients(block, x, s0, window_function=False)
+    fast, fast_node = _outputs_and_gradients(block, x, s0, kernel=True)
+    ref, ref_node = _outputs_and_gradients(block, x, s0, kernel=False)
     assert "SLSTMWindow" in fast_node and "SLSTMWindow" not in ref_node
     for a, b in zip(fast, ref, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-11, atol=1e-11)
@@ -162,7 +159,7 @@ def test_window_function_gradcheck_float64(forget_gate, zero_state):
 @pytest.mark.parametrize("case", ["no_grad", "autocast", "switched_off"])
 def test_window_function_is_skipped_without_gradients(case, monkeypatch):
     """Inference and sampling keep the step loop (no buffers to fill for a backward), and so
-    do autocast's mixed dtypes and `window_function = False`."""
+    do autocast's mixed dtypes and `reference_only()`."""
     block = _block(d=8, heads=2).train()
     x = torch.randn(2, 4, 8)
     expected, _ = block(x, block.initial_state(2))
@@ -170,7 +167,7 @@ def test_window_function_is_skipped_without_gradients(case, monkeypatch):
     def fail(*args, **kwargs):
         raise AssertionError("the window Function ran")
 
-    monkeypatch.setattr("lstmlab.cells.slstm.slstm_window", fail)
+    monkeypatch.setattr("lstmlab.kernels.slstm.slstm_window", fail)
     if case == "no_grad":
         with torch.no_grad():
             y, _ = block(x, block.initial_state(2))
@@ -180,8 +177,8 @@ def test_window_function_is_skipped_without_gradients(case, monkeypatch):
             y, _ = block(x, block.initial_state(2))
         y.float().sum().backward()
     else:
-        block.window_function = False
-        y, _ = block(x, block.initial_state(2))
+        with reference_only():
+            y, _ = block(x, block.initial_state(2))
         torch.testing.assert_close(y, expected)
 
 
@@ -190,7 +187,7 @@ def test_long_windows_without_gradients_keep_the_loop(monkeypatch):
     loop (no per-window buffers for a backward that never runs)."""
     block = _block(d=8, heads=2).eval()
     x = torch.randn(2, long_window_steps(2), 8)
-    calls = count_calls(monkeypatch, "lstmlab.cells.slstm.slstm_window")
+    calls = count_calls(monkeypatch, "lstmlab.kernels.slstm.slstm_window")
     with torch.no_grad():
         block(x, block.initial_state(2))
     assert not calls

@@ -9,9 +9,10 @@ import yaml
 from lstmlab.cells.configs import slstm_positions
 from lstmlab.cells.mlstm import MLSTMCell
 from lstmlab.cells.slstm import SLSTMCell
-from lstmlab.cells.xlstm import CausalConv, LayerNorm, conv_over_time
+from lstmlab.cells.xlstm import CausalConv, LayerNorm
 from lstmlab.config import ModelConfig, load_recipe, validate
 from lstmlab.errors import ConfigError
+from lstmlab.kernels.conv import conv_over_time
 from lstmlab.model import build_model
 
 from support import REPO

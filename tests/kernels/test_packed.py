@@ -1,15 +1,16 @@
-"""oneDNN's packed products (cells/packed.py) against torch.mm, and the window Functions that use
+"""oneDNN's packed products (kernels/packed.py) against torch.mm, and the window Functions that use
 them against their float32 step loops."""
 
 import pytest
 import torch
+from kernel_support import window_outputs_and_gradients
 
-from lstmlab.cells import build_layer, packed
+from lstmlab import kernels
+from lstmlab.cells import build_layer
 from lstmlab.cells.configs import MogrifierConfig, MultiplicativeConfig
 from lstmlab.cells.lstm import LSTMState
 from lstmlab.cells.multiplicative import MultiplicativeState
-
-from support import window_outputs_and_gradients
+from lstmlab.kernels import packed
 
 ONEDNN = torch.backends.mkldnn.is_available()
 
@@ -117,9 +118,9 @@ def test_window_functions_on_packed_products_match_the_float32_step_loop(make, m
     cell, s0 = make()
     cell.train()
     x = torch.randn(3, 9, 16, requires_grad=True)
-    fast, _ = window_outputs_and_gradients(cell, x, s0, window_function=True)
+    fast, _ = window_outputs_and_gradients(cell, x, s0, kernel=True)
     assert made and all(p == ONEDNN for p in made)  # forward and backward products
-    ref, _ = window_outputs_and_gradients(cell, x, s0, window_function=False)
+    ref, _ = window_outputs_and_gradients(cell, x, s0, kernel=False)
     for a, b in zip(fast, ref, strict=True):
         torch.testing.assert_close(a, b, rtol=2e-4, atol=2e-5)
 
@@ -136,10 +137,10 @@ def test_torch_compile_runs_the_window_functions_eagerly(make, monkeypatch):
     cell, s0 = make()
     cell.eval()  # no dropout masks, so both runs see the same function
     x = torch.randn(3, 9, 16, requires_grad=True)
-    eager, _ = window_outputs_and_gradients(cell, x, s0, window_function=True)
+    eager, _ = window_outputs_and_gradients(cell, x, s0, kernel=True)
     compiled_cell = torch.compile(cell, backend="inductor")
     torch._dynamo.reset()
-    compiled, _ = window_outputs_and_gradients(compiled_cell, x, s0, window_function=True)
+    compiled, _ = window_outputs_and_gradients(compiled_cell, x, s0, kernel=True)
     for a, b in zip(compiled, eager, strict=True):
         torch.testing.assert_close(a, b, rtol=2e-4, atol=2e-5)
 
@@ -165,8 +166,8 @@ def test_windows_without_gradients_keep_one_steps_scratch(make):
     function = cpu_peak_allocated_bytes(no_grad_window)
     with_grad = cpu_peak_allocated_bytes(lambda: cell(x, s0)[0])
     expected = no_grad_window()
-    cell.window_function = False
-    loop = cpu_peak_allocated_bytes(no_grad_window)
+    with kernels.reference_only():
+        loop = cpu_peak_allocated_bytes(no_grad_window)
     if ONEDNN:  # the Function ran without gradients (float32 CPU)
         assert function < 1.5 * loop and 2 * function < with_grad
     torch.testing.assert_close(expected, no_grad_window())

@@ -1,7 +1,7 @@
 """The sLSTM recurrence of a whole window as one autograd Function with a hand-written backward.
 
-Same maths as the step loop in `SLSTMCell.forward` (xLSTM, arXiv:2405.04517; see
-slstm.py and `gating.slstm_pointwise`): per step, per head, from the input side
+Same maths as the step loop in `SLSTMCell.reference_window` (xLSTM, arXiv:2405.04517;
+see cells/slstm.py and `gating.slstm_pointwise`): per step, per head, from the input side
 wx_t (already including the bias),
 
     [ĩ, f̃, z̃, õ] = wx_t + R h_{t−1}
@@ -47,6 +47,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 from torch.autograd.function import once_differentiable
+
+from lstmlab.kernels.policy import function_applies
 
 GATES = 4  # order i, f, z, o
 
@@ -195,3 +197,13 @@ def slstm_window(
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
     """(y (B, T, d), h_T, c_T, n_T, m_T) of a whole window; wx (B, T, 4, NH, hd) includes the bias."""
     return SLSTMWindow.apply(wx, h0, c0, n0, m0, recurrent, forget_gate == "sigmoid")
+
+
+def slstm_kernel(cell, wx: Tensor, state, recurrent: Tensor):
+    """(y (B, T, d), (h, c, n, m)) of `SLSTMCell`'s recurrence over its input side wx
+    (B, T, 4, NH, hd) with the window's recurrent maps, or None where the step loop should
+    run. It multiplies through no packed products, so without gradients the loop runs."""
+    if not function_applies(cell, wx, state, packed_products=False):
+        return None
+    y, h, c, n, m = slstm_window(wx, *state[:4], recurrent, forget_gate=cell.config.forget_gate)
+    return y, (h, c, n, m)

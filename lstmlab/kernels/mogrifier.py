@@ -1,6 +1,6 @@
 """A whole Mogrifier LSTM window as one autograd Function with a hand-written backward.
 
-Same maths as looping `MogrifierCell.step` (arXiv:1909.01792; see mogrifier.py):
+Same maths as looping `MogrifierCell.step` (arXiv:1909.01792; see cells/mogrifier.py):
 r rounds of mutual gating of x_t and h_{t-1}, then the LSTM update
 
     [i, f, g, o] = x W_ihᵀ + h W_hhᵀ + b_ih + b_hh,   c' = σ(f) c + σ(i) tanh(g),   h' = σ(o) tanh(c')
@@ -16,8 +16,8 @@ every intermediate x and h, the LSTM's activations and cells) in per-window
 buffers instead of an autograd graph.
 
 Every per-step product is against a matrix fixed for the window, so each is a
-`StepProduct` (packed.py): packed once per window for oneDNN, which runs 32-row
-products ~1.5x faster than torch.mm's MKL on CPU. The final x and h share one
+`StepProduct` (packed.py): packed once per window for oneDNN, which then skips
+the re-packing torch.mm's MKL does on every call. The final x and h share one
 buffer, so the gates are one product with [W_ih, W_hh] forward and backward.
 
 The step loop in `MogrifierCell` stays the reference; the parity tests compare
@@ -33,14 +33,16 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from lstmlab.cells.lstm_window import (
+from lstmlab.kernels.lstm import lstm_kernel
+from lstmlab.kernels.lstm_update import (
     LSTMBackward,
     backward_needed,
     lstm_update_into,
     sigmoid_slope,
     step_views,
 )
-from lstmlab.cells.packed import StepProduct
+from lstmlab.kernels.packed import StepProduct
+from lstmlab.kernels.policy import function_applies
 
 
 def _unpack_rounds(rounds: int, low_rank: bool, params: tuple[Tensor, ...]):
@@ -225,7 +227,7 @@ class MogrifierWindow(torch.autograd.Function):
         )
 
 
-# torch.compile runs the window eagerly, a graph break around the call: see lstm_window.py
+# torch.compile runs the window eagerly, a graph break around the call: see lstm_update.py
 @torch.compiler.disable
 def mogrifier_window(
     x: Tensor,
@@ -248,3 +250,29 @@ def mogrifier_window(
     return MogrifierWindow.apply(
         x, h0, c0, mask, keep, capped, low_rank, weight_ih, weight_hh, bias_ih, bias_hh, *flat
     )
+
+
+def mogrifier_kernel(cell, x: Tensor, state, constants):
+    """(y (B, T, H), state) of `MogrifierCell` over x (B, T, E), or None where the step loop
+    should run. `constants` is the cell's `window_constants`: round weights and biases, the
+    window's W_hh and the state-dropout mask. No rounds and no mask is exactly `lstm`, fused
+    kernel included."""
+    weights, biases, weight_hh, mask = constants
+    if not weights and mask is None:
+        return lstm_kernel(cell, x, state, weight_hh)
+    if not function_applies(cell, x, state, packed_products=True):
+        return None
+    y, h, c = mogrifier_window(
+        x,
+        state.h,
+        state.c,
+        mask,
+        capped=cell.config.capped_input_gate,
+        weight_ih=cell.weight_ih,
+        weight_hh=weight_hh,
+        bias_ih=cell.bias_ih,
+        bias_hh=cell.bias_hh,
+        round_weights=[w if isinstance(w, tuple) else (w,) for w in weights],
+        round_biases=biases,
+    )
+    return y, type(state)(h, c)

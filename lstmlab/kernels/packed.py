@@ -1,14 +1,13 @@
 """One matrix multiplied by a small batch of rows at every step of a window: packed once for oneDNN.
 
 A recurrent step multiplies a (B, in) slice by the same matrix T times. On CPU,
-torch.mm is MKL's sgemm, which re-packs the matrix on every call; on this
-project's AMD machine its 32-row products ran at ~60 GMAC/s on two threads.
-oneDNN's matmul on a matrix reordered once for that row count ran the same
-products at ~95 GMAC/s (interleaved micro-benchmark, 2 threads, B = 32,
-512 x 2048 and 2048 x 512). torch.nn.LSTM's CPU kernel is oneDNN too, so the
-hand-written window Functions now use the tool the yardstick uses. `linear` and
-`matmul` serve their window-sized products, and `trained_linear` is the same as
-an autograd linear layer (the mLSTM block's projections).
+torch.mm is MKL's sgemm, which re-packs the matrix on every call; oneDNN's matmul
+on a matrix reordered once for that row count skips that work at every step
+(benchmarks/fusion.py and docs/performance.md measure the difference).
+torch.nn.LSTM's CPU kernel is oneDNN too, so the hand-written window Functions use
+the tool the yardstick uses. `linear` and `matmul` serve their window-sized
+products, and `trained_linear` is the same as an autograd linear layer (the mLSTM
+block's projections).
 
 Only float32 CPU tensors take the packed path, and only when this torch was
 built with oneDNN and exposes its matmul ops (`torch.ops.mkldnn`, as inductor
@@ -57,9 +56,8 @@ def packing_applies(matrix: Tensor) -> bool:
 def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     """x (..., in) Wᵀ (+ b) with W (out, in), through oneDNN where `packing_applies`, else F.linear.
 
-    For the window-sized products inside the hand-written Functions (no autograd):
-    (T·B, 4H) @ (4H, H) ran at ~48 GMAC/s in MKL and ~100 in oneDNN here, the
-    input projection (T·B, H) @ (H, 5H) at ~87 and ~97 (2 threads, interleaved).
+    For the window-sized products inside the hand-written Functions (no autograd), whose
+    tall-and-thin shapes (T·B rows) oneDNN serves at least as well as MKL.
     """
     if not packing_applies(weight):
         return F.linear(x, weight, bias)
@@ -108,13 +106,12 @@ def matmul(a: Tensor, b: Tensor) -> Tensor:
     return linear(a, b.t())
 
 
-# Below this many matrix entries oneDNN's per-call overhead outweighs its faster kernel
-# (32 rows, 2 threads): 512 x 32 took 13 us in MKL and 23 us packed, 256 x 256 43 and 59;
-# 512 x 512 148 and 113, 256 x 1024 159 and 107.
+# Below this many matrix entries oneDNN's fixed per-call overhead outweighs what its
+# faster kernel saves on a small batch of rows (the crossover depends on the CPU: re-time
+# StepProduct against torch.mm when moving to another).
 MIN_PACKED_ENTRIES = 1 << 18
-# Packing a 512 x 2048 matrix costs ~0.8-1.2 ms, repaid per product by ~0.04 ms at 1 row,
-# ~0.3 ms at 8 rows and ~0.5 ms at 32 (MKL 127 / 457 / 867 us against packed 90 / 145 /
-# 374 us): a window packs only when rows x steps reaches this, so a single stream (dynamic
+# Packing is a one-off cost per window that each product repays in proportion to its rows:
+# a window packs only when rows x steps reaches this, so a single stream (dynamic
 # evaluation's short segments) keeps torch.mm unless its window is long.
 MIN_PACKED_ROW_STEPS = 64
 
@@ -136,7 +133,7 @@ class StepProduct:
             and rows * steps >= MIN_PACKED_ROW_STEPS
         ):
             # an opaque oneDNN tensor, from (out, in) as a linear layer's weight; reordering a
-            # contiguous matrix is about 3x faster than reordering a transposed view
+            # contiguous matrix reads memory in order, a transposed view would not
             weight = matrix.detach().t().contiguous()
             self.packed = torch.ops.mkldnn._reorder_linear_weight(weight, rows)
 

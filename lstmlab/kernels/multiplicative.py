@@ -1,15 +1,15 @@
 """A whole multiplicative-LSTM window as one autograd Function with a hand-written backward.
 
 Same maths as looping `multiplicative_step` (Krause et al. 2016, arXiv:1609.07959;
-see multiplicative.py), from the input parts that are hoisted out of the loop,
+see cells/multiplicative.py), from the input parts that are hoisted out of the loop,
 x_m = x W_mxᵀ and x_g = x W_hxᵀ + b:
 
     p_t = h_{t−1} ⊙ mask      u_t = p_t W_mhᵀ      m_t = x_m,t ⊙ u_t
-    gates_t = x_g,t + m_t W_hmᵀ,   then the LSTM update of lstm_window.py
+    gates_t = x_g,t + m_t W_hmᵀ,   then the LSTM update of lstm_update.py
 
 Why a Function: under autograd each step adds its own outer products to the
 gradients of W_mh and W_hm, (H, B) @ (B, H) with B = 32 rows, far below the
-matrix unit's speed; that was 80% of a training step. Here the backward loop
+matrix unit's speed, and dominated a training step. Here the backward loop
 carries the gradient through time with two (B, ·) @ (·, H) products per step and
 keeps every step's gate and u gradients; each weight gradient is then one
 (·, T·B) @ (T·B, H) product. The forward keeps p, u, m, the gate activations
@@ -20,8 +20,8 @@ fills their gradient directly in the layout that product needs. Weight
 normalisation and DropConnect stay in autograd: the Function takes the matrices
 they produce and returns those matrices' gradients.
 The per-step products are `StepProduct`s (packed.py): W_mh and W_hm packed once
-per window for oneDNN, ~1.5x faster than torch.mm's MKL for 32-row products on
-CPU; the window-sized products go through oneDNN too.
+per window for oneDNN, which then skips the re-packing torch.mm's MKL does on every
+call; the window-sized products go through oneDNN too.
 The step loop in `MultiplicativeCell` stays the reference; the parity tests
 compare outputs and gradients in float64 and gradcheck this Function.
 
@@ -35,13 +35,14 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from lstmlab.cells.lstm_window import (
+from lstmlab.kernels.lstm_update import (
     LSTMBackward,
     backward_needed,
     lstm_update_into,
     step_views,
 )
-from lstmlab.cells.packed import StepProduct, linear, matmul
+from lstmlab.kernels.packed import StepProduct, linear, matmul
+from lstmlab.kernels.policy import function_applies
 
 
 class MultiplicativeWindow(torch.autograd.Function):
@@ -70,14 +71,14 @@ class MultiplicativeWindow(torch.autograd.Function):
         span = steps if keep else 1  # without a backward to serve, one step's scratch
         prevs = new(span, batch, hidden)  # p_t: the (masked) h_{t−1}
         us = new(span, batch, hidden)  # u_t = p_t W_mhᵀ
-        ms = new(batch, span, hidden)  # m_t, batch-major like the gate gradients it meets
+        m_all = new(batch, span, hidden)  # m_t, batch-major like the gate gradients it meets
         acts = new(span, batch, 4 * hidden)  # σ(i), σ(f), tanh(a), σ(o)
         cells = new(steps + 1 if keep else 2, batch, hidden)  # c_0 .. c_T
         y = new(batch, steps, hidden)
         cells[0] = c0
         # per-step views, taken once for the window
         prevs_t, us_t, acts_t = (step_views(b, steps) for b in (prevs, us, acts))
-        ms_t, cells_t = step_views(ms, steps, dim=1), step_views(cells, steps + 1)
+        ms_t, cells_t = step_views(m_all, steps, dim=1), step_views(cells, steps + 1)
         x_m_t, x_g_t, y_t = x_m.unbind(1), x_g.unbind(1), y.unbind(1)
         h_prev = h0
         by_mh, by_hm = StepProduct(w_mh.t(), batch, steps), StepProduct(w_hm.t(), batch, steps)
@@ -92,13 +93,13 @@ class MultiplicativeWindow(torch.autograd.Function):
             gates = by_hm(m, add=x_g_t[t])  # (B, G)
             h_prev = lstm_update_into(gates, acts_t[t], cells_t[t], cells_t[t + 1], y_t[t], False)
         if keep:
-            ctx.save_for_backward(x, mask, w_in, w_mh, w_hm, x_m, prevs, us, ms, acts, cells)
+            ctx.save_for_backward(x, mask, w_in, w_mh, w_hm, x_m, prevs, us, m_all, acts, cells)
         return y, y[:, -1].clone(), cells_t[steps].clone()
 
     @staticmethod
     @once_differentiable
     def backward(ctx, dy: Tensor, dh_last: Tensor, dc_last: Tensor):
-        x, mask, w_in, w_mh, w_hm, x_m, prevs, us, ms, acts, cells = ctx.saved_tensors
+        x, mask, w_in, w_mh, w_hm, x_m, prevs, us, m_all, acts, cells = ctx.saved_tensors
         steps, batch, hidden = us.shape
         # The gradient of the input parts [x_m, x_g], filled step by step: its x_g part is
         # every step's gate gradient. Batch-major, so x's gradient is one product at the end.
@@ -127,12 +128,12 @@ class MultiplicativeWindow(torch.autograd.Function):
         d_x = matmul(flat, w_in).view_as(x)  # (B, T, E)
         d_w_in = flat.t() @ x.reshape(rows, -1)  # (5H, E)
         d_b_in = flat.sum(0)
-        d_w_hm = d_gates.reshape(rows, 4 * hidden).t() @ ms.view(rows, hidden)  # (G, H)
+        d_w_hm = d_gates.reshape(rows, 4 * hidden).t() @ m_all.view(rows, hidden)  # (G, H)
         d_w_mh = dus.view(rows, hidden).t() @ prevs.view(rows, hidden)  # (H, H)
         return d_x, dh, dc, None, None, d_w_in, d_b_in, d_w_mh, d_w_hm
 
 
-# torch.compile runs the window eagerly, a graph break around the call: see lstm_window.py
+# torch.compile runs the window eagerly, a graph break around the call: see lstm_update.py
 @torch.compiler.disable
 def multiplicative_window(
     x: Tensor,
@@ -148,3 +149,17 @@ def multiplicative_window(
     """(y (B, T, H), h_T, c_T) of a whole window."""
     keep = backward_needed(x, h0, c0, w_in, b_in, w_mh, w_hm)
     return MultiplicativeWindow.apply(x, h0, c0, mask, keep, w_in, b_in, w_mh, w_hm)
+
+
+def multiplicative_kernel(cell, x: Tensor, state, constants):
+    """(y (B, T, H), state) of `MultiplicativeCell` over x (B, T, E), or None where the step
+    loop should run. `constants` is the cell's `window_constants`: the window's matrices and
+    the state-dropout mask."""
+    weights, mask = constants
+    if not function_applies(cell, x, state, packed_products=True):
+        return None
+    w_in, b_in = cell.input_weights(weights)
+    y, h, c = multiplicative_window(
+        x, state.h, state.c, mask, w_in=w_in, b_in=b_in, w_mh=weights.mh, w_hm=weights.hm
+    )
+    return y, type(state)(h, c)

@@ -23,7 +23,7 @@ from torch import Tensor
 # wrappers, a graph break around each call): they gain nothing from inductor on CPU
 # (benchmarks/fusion.py), inductor cannot lower oneDNN's packed matrices, and dynamo traced
 # the per-step views of their buffers (`step_views`) into wrong outputs (torch 2.13, caught
-# by tests/cells/test_packed.py).
+# by tests/kernels/test_packed.py).
 
 
 def backward_needed(*tensors: Tensor | None) -> bool:
@@ -73,8 +73,8 @@ class LSTMBackward:
 
     Each step's factors are formed from that step's (B, ·) slices: window-sized
     temporaries would cost more in memory traffic (and fresh pages) than the
-    arithmetic they hold. The per-step slices are taken once per window (a step
-    costs a few microseconds of Python per torch call, a third of it indexing).
+    arithmetic they hold. The per-step slices are taken once per window: at these sizes
+    a step's cost is mostly Python overhead per torch call, and indexing is part of it.
     """
 
     def __init__(self, acts: Tensor, cells: Tensor, capped: bool, dgates: Tensor) -> None:
