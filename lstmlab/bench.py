@@ -47,7 +47,7 @@ from torch import Tensor, nn
 from lstmlab import allocator
 from lstmlab.cells import CELLS, detach_state
 from lstmlab.config import ModelConfig
-from lstmlab.device import resolve_device
+from lstmlab.device import cpu_model, resolve_device
 from lstmlab.errors import UsageError
 from lstmlab.model import build_model
 
@@ -366,7 +366,7 @@ def add_ratios(rows: Sequence[BenchRow]) -> None:
 def describe_machine(device: torch.device, threads: int) -> dict:
     """CPU model, cores, torch version and threads (and the GPU on CUDA), for the results file."""
     info = {
-        "cpu": _cpu_model(),
+        "cpu": cpu_model(),
         "logical_cores": os.cpu_count(),
         "usable_cores": len(os.sched_getaffinity(0))
         if hasattr(os, "sched_getaffinity")
@@ -384,16 +384,6 @@ def describe_machine(device: torch.device, threads: int) -> dict:
         info["cuda"] = torch.version.cuda
         info["cudnn"] = torch.backends.cudnn.version()
     return info
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def check_settings(settings: BenchSettings) -> list[str]:

@@ -376,26 +376,18 @@ def context_note(rows: Sequence[RunRow]) -> str:
     """One line for a results page: date, this machine, corpus and budget of the runs."""
     import torch
 
+    from lstmlab.device import cpu_model
+
     if torch.cuda.is_available():
         device = torch.cuda.get_device_name(0)
     else:
-        device = f"CPU {_cpu_model()}, {os.cpu_count()} cores"
+        device = f"CPU {cpu_model()}, {os.cpu_count()} cores"
     corpora = ", ".join(sorted({r.corpus or "?" for r in rows}))
     budgets = ", ".join(sorted({r.budget or "?" for r in rows}))
     return (
         f"Measured {time.strftime('%Y-%m-%d')} on {device} ({platform.system()} {platform.machine()}, "
         f"torch {torch.__version__}); corpus {corpora}; training budget per run: {budgets}."
     )
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 # ---------------------------------------------------------------- plot

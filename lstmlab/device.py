@@ -44,3 +44,17 @@ def resolve_device(name: str = "auto") -> torch.device:
     if key not in present:
         raise UsageError(f"device {name!r} is not available on this machine", hint=hint)
     return device
+
+
+def cpu_model() -> str:
+    """The CPU's marketing name (Linux /proc/cpuinfo), else what platform knows."""
+    import platform
+    from pathlib import Path
+
+    try:
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()

@@ -74,63 +74,16 @@ def gradcheck_cell(cell, state_type, batch=2, steps=3, fast_mode=False) -> bool:
     return torch.autograd.gradcheck(fn, (x, h0, c0, *weights), fast_mode=fast_mode)
 
 
-def window_outputs_and_gradients(cell, x, s0, *, window_function, seed=1):
-    """A cell's window outputs, final state and the gradients (w.r.t. x, the state tensors that
-    require them and every parameter) of a loss weighing every output differently; also the
-    name of y's autograd node, to tell which path ran. The seed fixes the dropout masks."""
+def assert_dropout_only_in_training(cell, x, s0):
+    """In eval mode a window call is deterministic; in training mode dropout changes the output."""
     import torch
 
-    cell.window_function = window_function
-    torch.manual_seed(seed)
-    y, s = cell(x, s0)
-    ramp = torch.linspace(-1.0, 1.0, y.numel(), dtype=y.dtype).view_as(y)
-    loss = (y * ramp).sum()
-    for k, part in enumerate(s):
-        loss = loss + (0.3 * (k + 1) * part + part**2).sum()
-    wrt = [x, *(t for t in s0 if t.requires_grad), *cell.parameters()]
-    grads = torch.autograd.grad(loss, wrt)
-    return (y, *s, *grads), y.grad_fn.name()
-
-
-def assert_window_function_without_gradients(cell, x, monkeypatch, *, node, target):
-    """Without gradients a short window (x, fewer than WINDOW_FUNCTION_MIN_STEPS steps, as in
-    sampling) keeps the step loop and a long one (`long_window_steps`) runs the window
-    Function where packing applies (float32 CPU), both with the step loop's outputs; in
-    float64 every no-grad window keeps the loop. With gradients the Function always runs.
-    `node` names the Function's autograd node, `target` is the import path the cell calls it
-    by."""
-    import torch
-
-    from lstmlab.cells.base import WINDOW_FUNCTION_MIN_STEPS
-
-    assert x.shape[1] < WINDOW_FUNCTION_MIN_STEPS
-    long_x = x.repeat(1, -(-long_window_steps(x.shape[0]) // x.shape[1]), 1)  # (B, long, E)
-    for dtype in (torch.float32, torch.float64):
-        cell.to(dtype)
-        for inputs in (x.to(dtype), long_x.to(dtype)):
-            s0 = cell.initial_state(x.shape[0], dtype=dtype)
-            y, _ = cell(inputs, s0)
-            assert node in y.grad_fn.name()
-            cell.window_function = False
-            with torch.no_grad():
-                expected, _ = cell(inputs, s0)
-            cell.window_function = True
-            with monkeypatch.context() as patch:
-                calls = count_calls(patch, target)
-                with torch.no_grad():
-                    y, _ = cell(inputs, s0)
-            long = inputs.shape[1] == long_x.shape[1]
-            assert bool(calls) == (long and dtype == torch.float32)
-            torch.testing.assert_close(y, expected)
-
-
-def long_window_steps(batch: int) -> int:
-    """The fewest steps at which a window of `batch` streams runs a cell's window Function
-    without gradients (`window_function_applies`)."""
-    from lstmlab.cells.base import WINDOW_FUNCTION_MIN_STEPS
-    from lstmlab.cells.packed import MIN_PACKED_ROW_STEPS
-
-    return max(WINDOW_FUNCTION_MIN_STEPS, -(-MIN_PACKED_ROW_STEPS // batch))
+    cell.eval()
+    y_eval, _ = cell(x, s0)
+    torch.testing.assert_close(cell(x, s0)[0], y_eval)
+    cell.train()
+    y_train, _ = cell(x, s0)
+    assert not torch.allclose(y_train, y_eval)
 
 
 def count_calls(monkeypatch, target: str) -> list:
@@ -148,15 +101,3 @@ def count_calls(monkeypatch, target: str) -> list:
 
     monkeypatch.setattr(target, counting)
     return calls
-
-
-def assert_dropout_only_in_training(cell, x, s0):
-    """In eval mode a window call is deterministic; in training mode dropout changes the output."""
-    import torch
-
-    cell.eval()
-    y_eval, _ = cell(x, s0)
-    torch.testing.assert_close(cell(x, s0)[0], y_eval)
-    cell.train()
-    y_train, _ = cell(x, s0)
-    assert not torch.allclose(y_train, y_eval)

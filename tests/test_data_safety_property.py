@@ -130,7 +130,7 @@ def test_no_user_file_ever_changes_or_disappears(ops):
 # ---------------------------------------------------------------- the commands themselves
 
 OUTCOMES: list[tuple[str, int]] = []  # (command, exit code) of every call, for the check below
-CLI_RUNS = ["runs/r1", "runs/r2", ".", "runs/mine", "data", "in"]
+CLI_RUNS = ["runs/r1", "runs/r1", "runs/r2", ".", "runs/mine", "data", "in"]  # r1 is trained
 cli_prepare = st.tuples(st.just("prepare"), st.sampled_from(["book", "c1"]), st.booleans())
 cli_train = st.tuples(
     st.just("train"),
@@ -200,7 +200,12 @@ def test_random_command_sequences_keep_user_files_and_never_trace_back(ops):
         os.chdir(root)
         try:
             # a corpus and a run exist, so every later command has real work to act on
-            for op in [("prepare", "c1", False), ("train", "runs/r1", "fresh", 2), *ops]:
+            start = [
+                ("prepare", "c1", False),
+                ("train", "runs/r1", "fresh", 2),
+                ("eval", "runs/r1"),
+            ]
+            for op in [*start, *ops]:
                 args = _cli_args(op)
                 if args is None:
                     _run_op(op, root, protected)

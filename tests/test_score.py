@@ -232,4 +232,6 @@ def test_dynamic_without_the_training_corpus_is_a_usage_error(lm, tmp_path):
     )
     with pytest.raises(UsageError, match="needs the model's training corpus 'tiny'") as info:
         dynamic_scorer(lm.module, lm.tokenizer, cfg)
-    assert info.value.exit_code == 2 and "lstmlab prepare tiny" in info.value.hint
+    assert (
+        info.value.exit_code == 2 and "lstmlab prepare text FILE... --name tiny" in info.value.hint
+    )

@@ -107,19 +107,13 @@ def bench_cmd(
         "infer tok/s",
         "sample tok/s",
         "peak MiB",
-        "target",
     ):
-        table.add_column(
-            col, justify="left" if col in ("cell", "target") else "right", no_wrap=col == "cell"
-        )
+        table.add_column(col, justify="left" if col == "cell" else "right", no_wrap=col == "cell")
     for r in report.rows:
-        target = (
-            "" if r.target is None else ("met" if r.meets_target else "missed") + f" ≥{r.target:g}"
-        )
         figures = [
             f"{getattr(r, k):,.{1 if k == 'peak_mem_mb' else 0}f}{_ratio(r, k)}" for k in METRICS
         ]
-        table.add_row(r.cell, str(r.hidden), str(r.window), *figures, target)
+        table.add_row(r.cell, str(r.hidden), str(r.window), *figures)
     console.print(table)
     json_path, md_path = write_results(report, out_dir)
     console.print(f"[dim]wrote {json_path} and {md_path}[/]")

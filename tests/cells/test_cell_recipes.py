@@ -53,4 +53,4 @@ def test_tiny_recipe_trains_evaluates_and_samples_on_real_ptb(kind, ptb_data, tm
     assert res.tokens == 200 and 0 < res.bpc < 8
     args = ["sample", str(run), "--prime", "the ", "--length", "30", "--device", "cpu"]
     result = runner.invoke(app, args, catch_exceptions=False)
-    assert result.exit_code == 0 and result.output.startswith("the "), result.output
+    assert result.exit_code == 0 and result.stdout.startswith("the "), result.output

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 import torch
-from kernel_support import assert_kernel_without_gradients, window_outputs_and_gradients
 
 from lstmlab.cells import build_layer
 from lstmlab.cells.configs import LSTMConfig, MogrifierConfig
 from lstmlab.cells.lstm import LSTMState
 from lstmlab.cells.mogrifier import mogrify
 
+from kernel_support import assert_kernel_without_gradients, window_outputs_and_gradients
 from support import gradcheck_cell
 
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 import torch
-from kernel_support import assert_kernel_without_gradients, window_outputs_and_gradients
 
 from lstmlab.cells import build_layer
 from lstmlab.cells.configs import MultiplicativeConfig
 from lstmlab.cells.multiplicative import MultiplicativeState
 
+from kernel_support import assert_kernel_without_gradients, window_outputs_and_gradients
 from support import assert_dropout_only_in_training, gradcheck_cell
 
 

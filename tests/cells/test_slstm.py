@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-from kernel_support import long_window_steps, path
 
 from lstmlab.cells import build_layer
 from lstmlab.cells.configs import SLSTMConfig
@@ -14,6 +13,7 @@ from lstmlab.errors import ConfigError
 from lstmlab.kernels import reference_only
 from lstmlab.kernels.slstm import slstm_window
 
+from kernel_support import long_window_steps, path
 from support import assert_dropout_only_in_training, check_carried_state, count_calls
 
 

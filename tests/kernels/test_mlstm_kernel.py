@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import pytest
 import torch
-from kernel_support import path
 
 from lstmlab import kernels
 from lstmlab.cells import build_layer
 from lstmlab.cells.configs import MLSTMConfig
 from lstmlab.cells.mlstm import block_diagonal
 from lstmlab.kernels.mlstm import block_diagonal_heads, folded_gates
+
+from kernel_support import path
 
 
 def _block(d=16, heads=2, chunk=4, dropout=0.0):

@@ -3,7 +3,6 @@ them against their float32 step loops."""
 
 import pytest
 import torch
-from kernel_support import window_outputs_and_gradients
 
 from lstmlab import kernels
 from lstmlab.cells import build_layer
@@ -11,6 +10,8 @@ from lstmlab.cells.configs import MogrifierConfig, MultiplicativeConfig
 from lstmlab.cells.lstm import LSTMState
 from lstmlab.cells.multiplicative import MultiplicativeState
 from lstmlab.kernels import packed
+
+from kernel_support import window_outputs_and_gradients
 
 ONEDNN = torch.backends.mkldnn.is_available()
 
