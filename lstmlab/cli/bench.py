@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 
-from lstmlab.bench import METRICS, YARDSTICK, BenchRow, BenchSettings, run_benchmark, write_results
 from lstmlab.cli.common import console, err_console, handle_errors
 from lstmlab.errors import UsageError
+
+if TYPE_CHECKING:
+    from lstmlab.bench import BenchRow
 
 
 def parse_int_list(text: str, option: str) -> tuple[int, ...]:
@@ -24,6 +26,8 @@ def parse_int_list(text: str, option: str) -> tuple[int, ...]:
 
 
 def _ratio(row: BenchRow, metric: str) -> str:
+    from lstmlab.bench import YARDSTICK
+
     return f" ({row.ratios[metric]:.2f}×)" if row.ratios and row.cell != YARDSTICK else ""
 
 
@@ -77,6 +81,8 @@ def bench_cmd(
     one layer, input = hidden, 256 symbols); other sizes are measured at the first
     window and other windows at the first size, giving two scaling curves.
     """
+    from lstmlab.bench import METRICS, BenchSettings, run_benchmark, write_results
+
     settings = BenchSettings(
         cells=tuple(c.strip() for c in cells.split(",")) if cells else None,
         sizes=parse_int_list(sizes, "--sizes"),

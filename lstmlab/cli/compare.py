@@ -78,7 +78,9 @@ def compare_cmd(
     """Compare runs: one row each, sorted by best valid bpc; in-progress and crashed runs are shown."""
     if context and format != "markdown":
         raise UsageError("--context goes with --format markdown", hint="drop --context")
-    rows, warnings = compare.collect(paths, allow_mixed=allow_mixed)
+    from lstmlab.runs import resolve_run
+
+    rows, warnings = compare.collect([resolve_run(p) for p in paths], allow_mixed=allow_mixed)
     for warning in warnings:
         err_console.print(f"[yellow]warning:[/] {warning}", soft_wrap=True)
     if context and format == "markdown":

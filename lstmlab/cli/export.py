@@ -29,6 +29,7 @@ def export_cmd(
 ) -> None:
     """Export a trained run as a folder that loads without lstmlab's run layout or corpus."""
     from lstmlab.portable import export_run
+    from lstmlab.runs import resolve_run
 
-    folder = export_run(run, out, checkpoint=checkpoint, force=force)
+    folder = export_run(resolve_run(run), out, checkpoint=checkpoint, force=force)
     console.print(f"wrote {folder} (load it with lstmlab.load({str(folder)!r}))", markup=False)

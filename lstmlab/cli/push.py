@@ -31,8 +31,9 @@ def push_cmd(
 ) -> None:
     """Export a run and upload it to a Hugging Face model repo; load it back with hf://USER/REPO."""
     from lstmlab.hub import push_run
+    from lstmlab.runs import resolve_run
 
-    url = push_run(run, repo_id, private=private, checkpoint=checkpoint, token=token)
+    url = push_run(resolve_run(run), repo_id, private=private, checkpoint=checkpoint, token=token)
     console.print(
         f"pushed to {url} (load it with lstmlab.load('hf://{url.split('huggingface.co/')[-1]}'))",
         markup=False,

@@ -63,6 +63,9 @@ def score_cmd(
     else:
         body = text
     dev = resolve_device(device)
+    from lstmlab.runs import resolve_run
+
+    run = str(resolve_run(run))  # `latest`: the newest run folder under runs/
     model, tokenizer, cfg, source = load_model(run, which=checkpoint, device=dev)
     dyn = None
     if dynamic:

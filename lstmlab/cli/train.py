@@ -128,6 +128,8 @@ def train_cmd(
     from lstmlab.catalog import find_recipe
     from lstmlab.config import load_recipe
 
+    if resume is not None:
+        resume = runs.resolve_run(resume, runs_dir)  # `--resume latest`
     overrides = [*(overrides or []), *_logger_override(recipes, resume, overrides, loggers)]
     if init_from is not None:
         overrides.append(f"train.init_from={json.dumps(init_from)}")
