@@ -7,6 +7,7 @@ in one line and exit code 130 instead of a traceback.
 
 from __future__ import annotations
 
+import os
 import sys
 
 
@@ -18,4 +19,6 @@ def main() -> None:
     except KeyboardInterrupt:
         sys.stderr.write("error: interrupted before the command finished\n")
         sys.stderr.write("hint: nothing was left half-written; run the command again\n")
-        raise SystemExit(130) from None
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(130)  # not SystemExit: the interpreter would report the interrupt itself

@@ -36,6 +36,17 @@ def fail(error: LstmlabError, exit_code: int | None = None) -> typer.Exit:
     return typer.Exit(error.exit_code if exit_code is None else exit_code)
 
 
+def exit_now(code: int) -> None:
+    """Flush and leave with `code`. After a Ctrl-C the interpreter would otherwise report
+    the interrupt itself at exit (status -SIGINT) whatever code the command chose."""
+    import os
+    import sys
+
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 def handle_errors(fn: Callable) -> Callable:
     """Decorator for commands: LstmlabError, OSError and Ctrl-C become a one-line message and an exit code."""
 
@@ -53,7 +64,8 @@ def handle_errors(fn: Callable) -> Callable:
                 "interrupted by Ctrl-C before the command finished",
                 hint="files lstmlab writes are replaced atomically; run the command again",
             )
-            raise fail(error, exit_code=130) from None
+            fail(error)
+            exit_now(130)
 
     return wrapper
 
@@ -150,12 +162,8 @@ def print_table(table, out: Console | None = None) -> None:
     if needed <= out.width:
         out.print(table)
         return
-    if not out.is_terminal:
-        width, out.width = out.width, needed  # rich clips print(width=) to the console's
-        try:
-            out.print(table)
-        finally:
-            out.width = width
+    if not out.is_terminal:  # rich clips print(width=) to the console's: a wider one prints it
+        Console(file=out.file, width=needed, highlight=False, no_color=out.no_color).print(table)
         return
     if table.title:
         out.print(table.title)
