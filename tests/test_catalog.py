@@ -155,8 +155,13 @@ def test_recipe_reference_lists_every_field_of_every_section():
     assert "| `batch_size` | int | required | (0, 2**31-1] |" in text
 
 
-def test_cells_command_shows_each_hyperparameter_description():
-    result = CliRunner().invoke(app, ["cells", "--hidden", "64"], env={"COLUMNS": "200"})
+def test_cells_command_shows_each_hyperparameter_description(monkeypatch):
+    from rich.console import Console
+
+    # a console wide enough that no description wraps across table lines, whatever width
+    # an earlier test in this process left the shared one with
+    monkeypatch.setattr("lstmlab.cli.cells.console", Console(width=400, highlight=False))
+    result = CliRunner().invoke(app, ["cells", "--hidden", "64"])
     assert result.exit_code == 0, result.output
     flat = " ".join(result.output.split())
     for name in CELLS:
