@@ -16,6 +16,7 @@ from lstmlab.cli.common import (
     RichProgress,
     console,
     err_console,
+    exit_now,
     fail,
     handle_errors,
     print_table,
@@ -263,7 +264,8 @@ def _train_one(cfg: RunConfig, target: Path, *, resume: bool, force: bool, devic
                 dist=ctx,
             )
         except KeyboardInterrupt:  # a second Ctrl-C: stop now; checkpoints are written atomically
-            raise fail(second_interrupt(target), exit_code=130) from None
+            fail(second_interrupt(target))
+            exit_now(130)
         print_summary(result)
         return result
     finally:
