@@ -30,7 +30,7 @@ demo: install
 	$(VENV)/bin/lstmlab prepare builtin
 	$(VENV)/bin/lstmlab train recipes/tiny/lstm.yaml --run-dir $(DEMO_DIR) --force
 	$(VENV)/bin/lstmlab eval $(DEMO_DIR) --split all
-	$(VENV)/bin/lstmlab sample $(DEMO_DIR) --prime "The " --length 300 --temperature 0.8
+	$(VENV)/bin/lstmlab sample $(DEMO_DIR) --prime "The " --length 300 --temperature 0.8 --seed 1
 
 # PTB from PTB_SHARED (a folder with ptb.char.*.txt; `make zoo PTB_SHARED=DIR`) when it is
 # there, else the built-in corpus. Each run trains
