@@ -25,7 +25,11 @@ CASES = {
     "lstmlab train --help": ["-m", "lstmlab", "train", "--help"],
     "completion (lstmlab tr<TAB>)": ["-m", "lstmlab"],
 }
-COMPLETION_ENV = {"_LSTMLAB_COMPLETE": "complete_bash", "COMP_WORDS": "lstmlab tr", "COMP_CWORD": "1"}
+COMPLETION_ENV = {
+    "_LSTMLAB_COMPLETE": "complete_bash",
+    "COMP_WORDS": "lstmlab tr",
+    "COMP_CWORD": "1",
+}
 
 
 def _env(case: str) -> dict:
@@ -51,7 +55,9 @@ def imports_torch(case: str, args: list[str]) -> bool:
         "print('TORCH' if 'torch' in sys.modules else 'NO-TORCH', file=sys.__stderr__)"
     )
     code = f"import runpy, sys, contextlib\nsys.argv = {['lstmlab', *args[2:]]!r}\n{body}"
-    out = subprocess.run([sys.executable, "-c", code], env=_env(case), capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=_env(case), capture_output=True, text=True
+    )
     return "NO-TORCH" not in out.stderr
 
 
