@@ -147,6 +147,8 @@ def load_for_inference(
 
     path = resolve_checkpoint(run_or_checkpoint, which)
     payload = load_checkpoint(path)
+    # The digest load_checkpoint verified; recomputed when it does not hand it on.
+    sha256 = payload.pop("sha256", None) or content_digest(payload)
     try:
         cfg = validate(payload["config"], where=f"{path} (stored recipe)")
         tokenizer = tokenizer_from_meta(payload["tokenizer"], payload.get("corpus_dir"))
@@ -168,7 +170,6 @@ def load_for_inference(
         path=path,
         which=stem if stem in ("best", "last") else "file",
         step=step if isinstance(step, int) and not isinstance(step, bool) else None,
-        # load_checkpoint verified the stored digest equals this one and dropped it
-        sha256=content_digest(payload),
+        sha256=sha256,
         corpus=dict(corpus) if isinstance(corpus, dict) else {},
     )

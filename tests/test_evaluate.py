@@ -304,6 +304,8 @@ def test_data_dir_wins_over_the_recorded_corpus(run_on_corpus, tmp_path):
         lambda m: {**m, "dtype": 7},
         lambda m: {k: v for k, v in m.items() if k != "tokenizer"},
         lambda m: {**m, "tokenizer": "char"},
+        lambda m: {**m, "tokenizer": {"kind": "char"}},
+        lambda m: {**m, "splits": {**m["splits"], "test": 5}},
     ],
 )
 def test_a_hand_damaged_meta_json_is_a_corpus_error(run_on_corpus, damage):
