@@ -67,6 +67,8 @@ class RunRow:
     test_perplexity: float | None = None
     stop_reason: str | None = None
     curve: list[dict] = field(default_factory=list)  # valid points: step, tokens, elapsed_s, bpc
+    recipe_key: str | None = None  # the resolved recipe without its seed and name: one group
+    seed: int | None = None
 
     @property
     def perplexity(self) -> float | None:
@@ -194,6 +196,8 @@ def read_run(run_dir: Path, warn: Callable[[str], None] = lambda _msg: None) -> 
         cells=cell_names(config["model"]),
         budget=budget_text(config["train"]),
         num_parameters=_read_num_parameters(run_dir),
+        recipe_key=recipe_key(config),
+        seed=config.get("seed") if isinstance(config.get("seed"), int) else None,
     )
     timed = [r for r in records if isinstance(r.get("tokens"), int) and _num(r.get("elapsed_s"))]
     if timed:
@@ -267,6 +271,85 @@ def _test_bpc_text(value) -> str:
     if value is None:
         return "–"
     return f"{value:.4f}" + ("*" if getattr(value, "stale", False) else "")
+
+
+def recipe_key(config: dict) -> str:
+    """A digest of a resolved recipe without `seed` and `name`: runs of one recipe share it."""
+    import hashlib
+
+    rest = {k: v for k, v in config.items() if k not in ("seed", "name")}
+    return hashlib.sha256(json.dumps(rest, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+@dataclass
+class GroupRow:
+    """Runs of one recipe that differ only in their seed: mean, standard deviation and n."""
+
+    name: str  # the first run's name without its -s<seed> suffix
+    cells: str | None
+    runs: list[str]
+    seeds: list[int | None]
+    valid_mean: float | None = None
+    valid_sd: float | None = None
+    test_mean: float | None = None
+    test_sd: float | None = None
+    unresolved: list[str] = field(default_factory=list)  # groups the seeds do not separate it from
+
+    @property
+    def n(self) -> int:
+        return len(self.runs)
+
+
+def _mean_sd(values: list[float]) -> tuple[float | None, float | None]:
+    if not values:
+        return None, None
+    mean = sum(values) / len(values)
+    if len(values) < 2:
+        return mean, None
+    return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
+
+
+def group_runs(rows: Sequence[RunRow]) -> list[GroupRow]:
+    """Rows grouped by recipe (same config up to the seed), best mean valid bpc first.
+
+    Two groups are marked unresolved from each other when their mean valid bpc differ by
+    less than two standard errors of the difference (Welch), or when either has a single
+    seed: the seeds do not show which is better.
+    """
+    by_key: dict[str, list[RunRow]] = {}
+    for row in rows:
+        by_key.setdefault(row.recipe_key or row.path, []).append(row)
+    groups = []
+    for members in by_key.values():
+        members = sorted(members, key=lambda r: (r.seed is None, r.seed or 0, r.name))
+        valid = [r.best_valid_bpc for r in members if r.best_valid_bpc is not None]
+        test = [r.test_bpc for r in members if r.test_bpc is not None]
+        group = GroupRow(
+            name=_group_name(members[0].name),
+            cells=members[0].cells,
+            runs=[r.name for r in members],
+            seeds=[r.seed for r in members],
+        )
+        group.valid_mean, group.valid_sd = _mean_sd(valid)
+        group.test_mean, group.test_sd = _mean_sd(test)
+        groups.append(group)
+    groups.sort(key=lambda g: (g.valid_mean is None, g.valid_mean or 0.0, g.name))
+    for a in groups:
+        a.unresolved = [b.name for b in groups if b is not a and not _resolved(a, b)]
+    return groups
+
+
+def _group_name(name: str) -> str:
+    import re
+
+    return re.sub(r"-s\d+$", "", name)
+
+
+def _resolved(a: GroupRow, b: GroupRow) -> bool:
+    if a.valid_mean is None or b.valid_mean is None or a.valid_sd is None or b.valid_sd is None:
+        return False
+    stderr = math.sqrt(a.valid_sd**2 / a.n + b.valid_sd**2 / b.n)
+    return abs(a.valid_mean - b.valid_mean) > 2 * stderr
 
 
 def collect(paths: Iterable[Path], *, allow_mixed: bool = False) -> tuple[list[RunRow], list[str]]:
@@ -439,6 +522,9 @@ def save_plot(rows: Sequence[RunRow], path: Path) -> Path:
 
 
 __all__ = [
+    "GroupRow",
+    "group_runs",
+    "recipe_key",
     "COLUMNS",
     "FORMATS",
     "RunRow",

@@ -267,3 +267,47 @@ def test_context_note_names_corpus_budget_and_date(tmp_path):
     rows, _ = compare.collect(standard_runs(tmp_path).values())
     note = compare.context_note(rows)
     assert "corpus tiny" in note and "6 steps" in note and time.strftime("%Y-%m-%d") in note
+
+
+def test_runs_of_one_recipe_group_over_seeds_with_mean_sd_and_resolution(tmp_path):
+    import yaml
+
+    from lstmlab.compare import collect, group_runs
+
+    def run(name, seed, bpc, hidden=16):
+        path = make_run(
+            tmp_path, name, valid=[(10, 640, 1.0, bpc)], cell={"kind": "lstm", "hidden_dim": hidden}
+        )
+        config = yaml.safe_load((path / "config.yaml").read_text())
+        config["seed"] = seed
+        (path / "config.yaml").write_text(yaml.safe_dump(config))
+
+    for seed, bpc in ((0, 2.00), (1, 2.02), (2, 1.98)):
+        run(f"lstm-s{seed}", seed, bpc)
+    for seed, bpc in ((0, 2.50), (1, 2.52), (2, 2.48)):
+        run(f"wide-s{seed}", seed, bpc, hidden=32)
+    for seed, bpc in ((0, 2.01), (1, 1.90)):
+        run(f"close-s{seed}", seed, bpc, hidden=24)
+    rows, _ = collect([tmp_path])
+    groups = {g.name: g for g in group_runs(rows)}
+    assert groups["lstm"].n == 3 and groups["lstm"].seeds == [0, 1, 2]
+    assert groups["lstm"].valid_mean == pytest.approx(2.0) and groups[
+        "lstm"
+    ].valid_sd == pytest.approx(0.02)
+    assert "wide" not in groups["lstm"].unresolved  # 0.5 bpc apart, sd 0.02: resolved
+    assert "close" in groups["lstm"].unresolved  # within the spread of two seeds
+
+
+def test_compare_prints_the_seed_groups_only_when_seeds_differ(tmp_path):
+    import yaml
+    from typer.testing import CliRunner
+
+    from lstmlab.cli.app import app
+
+    for seed in (0, 1):
+        path = make_run(tmp_path, f"lstm-s{seed}", valid=[(10, 640, 1.0, 2.0 + seed / 10)])
+        config = yaml.safe_load((path / "config.yaml").read_text())
+        (path / "config.yaml").write_text(yaml.safe_dump({**config, "seed": seed}))
+    result = CliRunner().invoke(app, ["compare", str(tmp_path)], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "by recipe over seeds" in result.output and "2.0500 ± 0.0707" in result.output
