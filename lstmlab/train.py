@@ -288,7 +288,7 @@ def check_fits(cfg: RunConfig, vocab_size: int, device: torch.device, batch_rows
     try:
         with torch.device("meta"):
             params = build_model(cfg.model, vocab_size).num_parameters()
-    except (RuntimeError, ValueError):  # an init that reads values (NotImplementedError too)
+    except (RuntimeError, ValueError):  # an init that reads values; meta ops raise RuntimeErrors
         return -1
     widths = sum(
         max(cfg.model.cell.hidden_dim, cfg.model.embed_dim) for _ in range(cfg.model.num_layers)
