@@ -39,13 +39,11 @@ KNOWN_VOCAB_SIZES = {"ptb": 50, "enwik8": 256, "builtin": 103}
 
 def count_parameters(model: ModelConfig, vocab_size: int) -> int:
     """Trainable parameters of the LanguageModel for `model`, tied weights counted once."""
-    import torch
-
     from lstmlab.model import build_model
+    from lstmlab.sizing import count
 
     try:
-        with torch.device("meta"):
-            return build_model(model, vocab_size).num_parameters()
+        return count(model, vocab_size)
     except (RuntimeError, ValueError):  # an init that reads values cannot run on meta tensors
         return build_model(model, vocab_size).num_parameters()
 

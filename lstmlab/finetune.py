@@ -15,16 +15,10 @@ import torch
 
 from lstmlab.config import RunConfig
 from lstmlab.errors import ConfigError, VocabularyError
+from lstmlab.resume import diff_keys
 
 # Parameters with one row per vocabulary symbol (the head's rows are the output symbols).
 VOCAB_ROWS = ("embedding.weight", "head.weight", "head.bias")
-
-
-def _differences(a, b, prefix: str) -> list[str]:
-    if isinstance(a, dict) and isinstance(b, dict):
-        keys = sorted(set(a) | set(b))
-        return [d for k in keys for d in _differences(a.get(k), b.get(k), f"{prefix}.{k}")]
-    return [] if a == b else [prefix]
 
 
 def init_from(model: torch.nn.Module, cfg: RunConfig, corpus_tokenizer) -> dict:
@@ -36,7 +30,7 @@ def init_from(model: torch.nn.Module, cfg: RunConfig, corpus_tokenizer) -> dict:
 
     source = cfg.train.init_from
     src_model, src_tokenizer, src_cfg, where = load_model(source, which="best", device="cpu")
-    diffs = _differences(src_cfg.to_dict()["model"], cfg.to_dict()["model"], "model")
+    diffs = diff_keys(src_cfg.to_dict()["model"], cfg.to_dict()["model"], "model")
     if diffs:
         raise ConfigError(
             f"train.init_from {source}: its network differs from the recipe's at {', '.join(diffs)}",

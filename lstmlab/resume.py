@@ -32,18 +32,19 @@ FIXED_ON_RESUME = (
 )
 
 
-def _diff_keys(a, b, prefix: str) -> list[str]:
+def diff_keys(a, b, prefix: str) -> list[str]:
+    """Dotted paths where two nested dicts differ, e.g. ['model.cell.hidden_dim']."""
     if isinstance(a, dict) and isinstance(b, dict):
         out = []
         for key in sorted(set(a) | set(b)):
-            out += _diff_keys(a.get(key), b.get(key), f"{prefix}.{key}" if prefix else key)
+            out += diff_keys(a.get(key), b.get(key), f"{prefix}.{key}" if prefix else key)
         return out
     return [] if a == b else [prefix]
 
 
 def check_architecture(cfg: RunConfig, stored: dict, where: Path) -> None:
     """A resumed run keeps its network: any difference in `model` is an error naming the fields."""
-    diffs = _diff_keys(stored["model"], cfg.to_dict()["model"], "model")
+    diffs = diff_keys(stored["model"], cfg.to_dict()["model"], "model")
     if diffs:
         raise ConfigError(
             f"the recipe's model differs from the checkpoint being resumed ({where}) at: {', '.join(diffs)}",
@@ -54,7 +55,7 @@ def check_architecture(cfg: RunConfig, stored: dict, where: Path) -> None:
 def resume_changes(cfg: RunConfig, stored: dict, where: Path) -> list[str]:
     """The fields `cfg` changes against the checkpoint's recipe; refuses the fixed ones."""
     check_architecture(cfg, stored, where)
-    diffs = _diff_keys(stored, cfg.to_dict(), "")
+    diffs = diff_keys(stored, cfg.to_dict(), "")
     fixed = [d for d in diffs if any(d == f or d.startswith(f + ".") for f in FIXED_ON_RESUME)]
     if fixed:
         raise ConfigError(

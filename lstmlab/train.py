@@ -58,6 +58,7 @@ from lstmlab.model import LanguageModel, build_model
 from lstmlab.optim import apply_optimizer_settings, build_optimizer, lr_factor, total_steps
 from lstmlab.progress import NullProgress, Progress
 from lstmlab.resume import check_same_corpus, corpus_identity, resume_changes
+from lstmlab.sizing import count
 from lstmlab.trackers import TrackerSink, open_trackers, status_of
 
 
@@ -286,8 +287,7 @@ def check_fits(cfg: RunConfig, vocab_size: int, device: torch.device, batch_rows
     sizes that are out of reach, before any allocation.
     """
     try:
-        with torch.device("meta"):
-            params = build_model(cfg.model, vocab_size).num_parameters()
+        params = count(cfg.model, vocab_size)
     except (RuntimeError, ValueError):  # an init that reads values; meta ops raise RuntimeErrors
         return -1
     widths = sum(
