@@ -14,11 +14,12 @@ import types
 import typing
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
@@ -42,6 +43,29 @@ SCHEMA_VERSION = 1
 # Counters (steps, tokens) may pass 2**31 on large corpora; torch's seeds and int64 stop at 2**63.
 MAX_COUNT = 2**63 - 1
 _PROBABILITY = {"default": 0.0, "ge": 0.0, "lt": 1.0}
+
+
+_SUFFIX = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9, "b": 10**9}
+
+
+def parse_count(value: int | float | str) -> int:
+    """1000000, 1e6, '1M', '250k', '1.5M' -> an integer count (ValueError otherwise)."""
+    if isinstance(value, bool):
+        raise ValueError(f"{value!r} is not a parameter count")
+    if isinstance(value, (int, float)):
+        count = value
+    else:
+        match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:e[0-9]+)?)\s*([kKmMgGbB]?)\s*", str(value))
+        if not match:
+            raise ValueError(f"{value!r} is not a parameter count (e.g. 1M, 250k, 24M)")
+        count = float(match[1]) * _SUFFIX[match[2].lower()]
+    if count != int(count) or not 1 <= count < 2**53:
+        raise ValueError(f"{value!r} is not a whole positive parameter count")
+    return int(count)
+
+
+# `model.params: 1M` in YAML; stored back as the integer.
+ParamCount = Annotated[int, BeforeValidator(parse_count)]
 
 
 class Frozen(BaseModel):
@@ -119,6 +143,15 @@ class ModelConfig(Frozen):
         gt=0, le=MAX_SIZE, description="Width E of the symbol embedding (and of a tied softmax)."
     )
     num_layers: Int = Field(ge=1, le=4096, description="Number of stacked recurrent layers.")
+    params: ParamCount | None = Field(
+        default=None,
+        description=(
+            "Parameter budget of the whole language model (1M, 250k, 24M ...): at train time "
+            "cell.hidden_dim (and slstm.hidden_dim) become the widest whose model fits it for the "
+            "corpus vocabulary, as LAMB's num_params; the run's config.yaml keeps the width and "
+            "the start line the exact count. null: cell.hidden_dim sets the width."
+        ),
+    )
     cell: CellConfig = Field(
         description="The recurrent cell of every layer; `kind` picks it (see `lstmlab cells`)."
     )
@@ -155,10 +188,18 @@ class ModelConfig(Frozen):
         ),
     )
 
-    def layer_width(self, index: int) -> int:
-        """Width of layer `index` (0-based): the cell's, but a tied last layer is embed_dim wide."""
+    def layer_width(self, index: int) -> int | None:
+        """Width of layer `index` (0-based): the cell's, but a tied last layer is embed_dim wide.
+
+        None while `params` has yet to size the cell (see `sizing.resolve`).
+        """
         last = index == self.num_layers - 1
         return self.embed_dim if (last and self.tie_weights) else self.cell.hidden_dim
+
+    @property
+    def sized(self) -> bool:
+        """Whether every width is known (not waiting for `params` and a vocabulary)."""
+        return self.cell.hidden_dim is not None
 
     def layer_config(self, index: int):
         """The cell config of layer `index` (0-based): `slstm` at `slstm_at`, else `cell`."""
@@ -180,13 +221,24 @@ class ModelConfig(Frozen):
         except ValueError as exc:
             return [f"slstm_at: {exc}"]
         problems = []
+        sizing = self.cell.hidden_dim is None  # widths wait for `params` (checked again then)
+        if sizing and self.params is None:
+            return ["cell.hidden_dim: required key is missing (or set model.params to size it)"]
         if positions and self.slstm is None:
             problems.append(
                 "slstm_at names sLSTM layers: set model.slstm (the sLSTM blocks' config)"
             )
         if self.slstm is not None and self.slstm.hidden_dim != self.cell.hidden_dim:
-            problems.append("slstm.hidden_dim must equal cell.hidden_dim (one residual stream)")
-        if (
+            problems.append(
+                "slstm.hidden_dim must equal cell.hidden_dim (one residual stream)"
+                + (": leave both to model.params" if sizing else "")
+            )
+        if self.output_from == "sum" and self.tie_weights and sizing:
+            problems.append(
+                "output_from 'sum' with tie_weights makes every layer embed_dim wide, so "
+                "model.params has no width to size: set cell.hidden_dim = embed_dim instead"
+            )
+        elif (
             self.output_from == "sum"
             and self.tie_weights
             and self.embed_dim != self.cell.hidden_dim
@@ -208,6 +260,8 @@ class ModelConfig(Frozen):
         for index, config in layers:
             key = "cell" if config is self.cell else "slstm"
             width = self.layer_width(index)
+            if width is None:
+                continue  # sized later by `params`
             why = ""
             if width != config.hidden_dim:
                 why = f" (layer {index} is embed_dim = {width} wide: tie_weights)"

@@ -103,4 +103,9 @@ class LanguageModel(nn.Module):
 
 
 def build_model(cfg: ModelConfig, vocab_size: int) -> LanguageModel:
+    """The model of `cfg`; a `model.params` budget is sized for `vocab_size` first."""
+    if not cfg.sized:
+        from lstmlab.sizing import resolve
+
+        cfg = resolve(cfg, vocab_size)
     return LanguageModel(cfg, vocab_size)

@@ -10,30 +10,10 @@ cell refuses (heads that must divide it, for instance) are skipped downward.
 
 from __future__ import annotations
 
-import re
-
 from pydantic import ValidationError
 
-from lstmlab.config import ModelConfig
+from lstmlab.config import ModelConfig, parse_count
 from lstmlab.errors import ConfigError
-
-_SUFFIX = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9, "b": 10**9}
-
-
-def parse_count(value: int | float | str) -> int:
-    """1000000, 1e6, '1M', '250k', '1.5M' -> an integer count (ValueError otherwise)."""
-    if isinstance(value, bool):
-        raise ValueError(f"{value!r} is not a parameter count")
-    if isinstance(value, (int, float)):
-        count = value
-    else:
-        match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:e[0-9]+)?)\s*([kKmMgGbB]?)\s*", str(value))
-        if not match:
-            raise ValueError(f"{value!r} is not a parameter count (e.g. 1M, 250k, 24M)")
-        count = float(match[1]) * _SUFFIX[match[2].lower()]
-    if count != int(count) or not 1 <= count < 2**53:
-        raise ValueError(f"{value!r} is not a whole positive parameter count")
-    return int(count)
 
 
 def with_hidden_dim(model: ModelConfig, hidden_dim: int) -> ModelConfig:
@@ -83,4 +63,25 @@ def fit_hidden_dim(model: ModelConfig, vocab_size: int, budget: int) -> tuple[Mo
     )
 
 
-__all__ = ["count", "fit_hidden_dim", "parse_count", "with_hidden_dim"]
+def resolve(model: ModelConfig, vocab_size: int) -> ModelConfig:
+    """`model` with the width `model.params` gives it for `vocab_size` (unchanged without params).
+
+    A width already written beside `params` (a run's own config.yaml, a copied one) must be
+    the one the budget gives: otherwise one of the two settings would be ignored.
+    """
+    if model.params is None:
+        return model
+    fitted, _ = fit_hidden_dim(model, vocab_size, model.params)
+    written = model.cell.hidden_dim
+    if written is not None and written != fitted.cell.hidden_dim:
+        raise ConfigError(
+            f"model.params {model.params:,} sizes {model.cell.kind} to hidden_dim "
+            f"{fitted.cell.hidden_dim} for vocabulary {vocab_size}, but model.cell.hidden_dim "
+            f"says {written}",
+            hint="drop one of them: --set model.cell.hidden_dim=null keeps the budget, "
+            "--set model.params=null keeps the width",
+        )
+    return fitted
+
+
+__all__ = ["count", "fit_hidden_dim", "parse_count", "resolve", "with_hidden_dim"]

@@ -58,7 +58,7 @@ from lstmlab.model import LanguageModel, build_model
 from lstmlab.optim import apply_optimizer_settings, build_optimizer, lr_factor, total_steps
 from lstmlab.progress import NullProgress, Progress
 from lstmlab.resume import check_same_corpus, corpus_identity, resume_changes
-from lstmlab.sizing import count
+from lstmlab.sizing import count, resolve
 from lstmlab.trackers import TrackerSink, open_trackers, status_of
 
 
@@ -691,6 +691,8 @@ def fit(
     device = torch.device(device)
     cfg = with_absolute_data_dir(cfg)
     corpus = open_run_corpus(cfg, verify=True)
+    if not (resume and cfg.model.sized):  # a resumed config.yaml keeps its recorded width
+        cfg = cfg.model_copy(update={"model": resolve(cfg.model, corpus.vocab_size)})
     trackers = None
     if cfg.train.loggers and dist.is_main:  # a missing extra fails here, before any claim
         trackers = open_trackers(cfg.train.loggers, Path(run_dir), cfg.to_dict(), resume=resume)
@@ -772,6 +774,18 @@ def _begin(run: Run, changes: list[str], emit, announce) -> None:
         if run.init is not None:
             emit({"kind": "init", "step": 0, **run.init})
         runs.write_config(run.run_dir, run.cfg.to_dict())
+    model = run.cfg.model
+    if model.params is not None and not p.step:
+        announce(
+            {
+                "kind": "sized",
+                "params": model.params,
+                "cell": model.cell.kind,
+                "hidden_dim": model.cell.hidden_dim,
+                "vocab_size": run.corpus.vocab_size,
+                "num_parameters": run.model.num_parameters(),
+            }
+        )
     if run.streams.length < tcfg.bptt:
         announce(
             {

@@ -54,13 +54,13 @@ def test_lstm_count_matches_the_formula():
     }
     assert info["lstm"].num_parameters == lstm_parameters(50, 16, 32, 3)
     defaults = {h.name: h.default for h in info["lstm"].hyperparameters}
-    assert defaults["hidden_dim"] == "required" and defaults["capped_input_gate"] == "false"
+    assert defaults["hidden_dim"] == "null" and defaults["capped_input_gate"] == "false"
 
 
 def test_meta_count_equals_a_real_build():
     cfg = load_recipe(REPO / "recipes" / "tiny" / "lstm.yaml")
     assert catalog.count_parameters(cfg.model, 103) == build_model(cfg.model, 103).num_parameters()
-    assert catalog.count_parameters(cfg.model, 103) == lstm_parameters(103, 64, 256, 2)
+    assert catalog.count_parameters(cfg.model, 103) == lstm_parameters(103, 64, 272, 2)  # params 1M
 
 
 def test_recipe_catalog_lists_every_recipe_file():

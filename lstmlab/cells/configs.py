@@ -50,6 +50,8 @@ _BIAS_RANGE = {"ge": -100.0, "le": 100.0}
 _FORGET_BIAS = (
     "Total forget-gate bias (b_ih + b_hh) at init; null keeps torch's U(±1/sqrt(hidden_dim)) init."
 )
+_HIDDEN = "Hidden and cell state size H; null (or absent) when model.params sizes it."
+_WIDTH = "Model width d, the block's residual stream; null (or absent) when model.params sizes it."
 _CAPPED = (
     "Couple the input gate to the forget gate, c_t = f*c + min(i, 1-f)*g, as every "
     "Mogrifier/LAMB model does; false keeps torch.nn.LSTM's exact maths."
@@ -60,7 +62,7 @@ class LSTMConfig(_CellBase):
     """LSTM with forget gate (torch.nn.LSTM's equations and parameter layout)."""
 
     kind: Literal["lstm"] = Field(default="lstm", description="Cell registry key.")
-    hidden_dim: Int = Field(gt=0, le=MAX_SIZE, description="Hidden and cell state size H.")
+    hidden_dim: Int | None = Field(default=None, gt=0, le=MAX_SIZE, description=_HIDDEN)
     forget_bias: Float | None = Field(default=None, **_BIAS_RANGE, description=_FORGET_BIAS)
     capped_input_gate: bool = Field(default=False, description=_CAPPED)
 
@@ -69,7 +71,7 @@ class MogrifierConfig(_CellBase):
     """Mogrifier LSTM (Melis et al. 2020): `rounds` of mutual gating of x and h before an `lstm` update."""
 
     kind: Literal["mogrifier"] = Field(default="mogrifier", description="Cell registry key.")
-    hidden_dim: Int = Field(gt=0, le=MAX_SIZE, description="Hidden and cell state size H.")
+    hidden_dim: Int | None = Field(default=None, gt=0, le=MAX_SIZE, description=_HIDDEN)
     rounds: Int = Field(
         default=5,
         ge=0,
@@ -98,7 +100,7 @@ class MultiplicativeConfig(_CellBase):
     kind: Literal["multiplicative"] = Field(
         default="multiplicative", description="Cell registry key."
     )
-    hidden_dim: Int = Field(gt=0, le=MAX_SIZE, description="Hidden and cell state size H.")
+    hidden_dim: Int | None = Field(default=None, gt=0, le=MAX_SIZE, description=_HIDDEN)
     forget_bias: Float = Field(
         default=3.0,
         **_BIAS_RANGE,
@@ -123,9 +125,7 @@ class MLSTMConfig(_CellBase):
     accepts_weight_dropout: ClassVar[bool] = False
 
     kind: Literal["mlstm"] = Field(default="mlstm", description="Cell registry key.")
-    hidden_dim: Int = Field(
-        gt=0, le=MAX_SIZE, description="Model width d: the block's residual stream."
-    )
+    hidden_dim: Int | None = Field(default=None, gt=0, le=MAX_SIZE, description=_WIDTH)
     num_heads: Int = Field(
         default=4,
         ge=1,
@@ -174,9 +174,7 @@ class SLSTMConfig(_CellBase):
     """xLSTM's scalar-memory sLSTM block with its gated MLP (arXiv:2405.04517)."""
 
     kind: Literal["slstm"] = Field(default="slstm", description="Cell registry key.")
-    hidden_dim: Int = Field(
-        gt=0, le=MAX_SIZE, description="Model width d: the block's residual stream."
-    )
+    hidden_dim: Int | None = Field(default=None, gt=0, le=MAX_SIZE, description=_WIDTH)
     num_heads: Int = Field(
         default=4,
         ge=1,

@@ -303,6 +303,13 @@ def print_event(record: dict) -> None:
             f"({record['tokens']:,} tokens seen)",
             soft_wrap=True,
         )
+    elif kind == "sized":
+        err_console.print(
+            f"model.params {record['params']:,}: {record['cell']} hidden_dim "
+            f"{record['hidden_dim']} gives {record['num_parameters']:,} parameters "
+            f"(vocabulary {record['vocab_size']})",
+            soft_wrap=True,
+        )
     elif kind == "init":
         added = f", added {len(record['added'])} new symbols" if record["added"] else ""
         err_console.print(
@@ -395,15 +402,20 @@ def _show_resolved(cfg) -> None:
     """Print the validated recipe with every default filled in, and its size when the corpus is prepared."""
     from lstmlab.catalog import commented_yaml, count_parameters
     from lstmlab.errors import CorpusError
+    from lstmlab.sizing import resolve
     from lstmlab.train import open_run_corpus
 
-    console.print(commented_yaml(cfg), markup=False, end="", soft_wrap=True)
     try:
         corpus = open_run_corpus(cfg)
     except CorpusError as exc:
+        console.print(commented_yaml(cfg), markup=False, end="", soft_wrap=True)
         console.print(f"[dim]parameters: unknown ({escape(exc.message)})[/]")
         return
+    cfg = cfg.model_copy(update={"model": resolve(cfg.model, corpus.vocab_size)})
+    console.print(commented_yaml(cfg), markup=False, end="", soft_wrap=True)
     params = count_parameters(cfg.model, corpus.vocab_size)
+    budget = "" if cfg.model.params is None else f", within model.params {cfg.model.params:,}"
     console.print(
-        f"parameters: {params:,} (vocabulary {corpus.vocab_size} of corpus {escape(corpus.name)})"
+        f"parameters: {params:,} (vocabulary {corpus.vocab_size} of corpus "
+        f"{escape(corpus.name)}{budget})"
     )
