@@ -19,11 +19,12 @@ train tokens/s = tokens seen / seconds spent in training steps (validation
 excluded).
 
 Budgets: "final" figures are each run's own (best validation within its budget,
-test bpc of that checkpoint). Runs whose budgets differ are also read at two
-common points (`curves.py`): equal tokens, the fewest tokens any compared run
-validated at, and equal time, the least step time any run validated at (step
-time counts training steps only, as `train.max_minutes` does); each run's
-valid bpc there is interpolated linearly between the validations around it.
+test bpc of that checkpoint); when budgets differ they compare unequal training.
+So every run is also read at two common points (`curves.py`): equal tokens, the
+most tokens every compared run validated at (the smallest of their last
+validations), and equal time, the same in step time (training steps only, as
+`train.max_minutes` counts); each run's valid bpc there is interpolated
+linearly between the validations around it.
 """
 
 from __future__ import annotations
