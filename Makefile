@@ -7,10 +7,18 @@ STAMP := $(VENV)/.installed-$(TORCH_VERSION)
 DEMO_DIR := runs/demo
 PTB_SHARED := ../shared/data/ptb
 LSTMLAB := $(VENV)/bin/lstmlab
-# `make zoo`: every recipes/tiny/*.yaml under one equal wall-clock budget, then the comparison.
-ZOO_MINUTES ?= 2
+# `make zoo`: every recipes/tiny/*.yaml on an equal token budget (ZOO_TOKENS each), then the
+# comparison; `make zoo ZOO_MINUTES=2` trains them on equal step time instead. Every other
+# budget of the recipes is nulled, so the final figures compare the same amount of training.
+ZOO_TOKENS ?= 1500000
+ZOO_MINUTES ?=
 ZOO_DIR ?= runs/zoo
-ZOO_ONLY_TIME := --set train.max_steps=null --set train.max_tokens=null --set train.max_epochs=null
+ifeq ($(strip $(ZOO_MINUTES)),)
+ZOO_BUDGET := --set train.max_tokens=$(ZOO_TOKENS) --set train.max_minutes=null
+else
+ZOO_BUDGET := --set train.max_minutes=$(ZOO_MINUTES) --set train.max_tokens=null
+endif
+ZOO_BUDGET += --set train.max_steps=null --set train.max_epochs=null
 
 .PHONY: install demo test lint bench clean zoo
 
@@ -33,16 +41,16 @@ demo: install
 	$(VENV)/bin/lstmlab sample $(DEMO_DIR) --prime "The " --length 300 --temperature 0.8 --seed 1
 
 # PTB from PTB_SHARED (a folder with ptb.char.*.txt; `make zoo PTB_SHARED=DIR`) when it is
-# there, else the built-in corpus. Each run trains
-# for ZOO_MINUTES of step time (no other budget), is scored on test, and the table and the
-# curves land in docs/results.{md,png}, spliced into README.md's Results section.
-# A recipe that fails is reported and the others are still compared.
+# there, else the built-in corpus. Each run trains on ZOO_BUDGET, is scored on test, and the
+# table and the curves land in docs/results.{md,png}, spliced into README.md's Results section.
+# A recipe that fails is reported and the others are still compared. `--force` replaces
+# only lstmlab's own run folders (never `rm -rf`: ZOO_DIR may name any folder); other runs
+# already in ZOO_DIR are compared too, so give each zoo its own folder.
 zoo: install
-	rm -rf $(ZOO_DIR)
 	if [ -f $(PTB_SHARED)/ptb.char.train.txt ]; then corpus=ptb; $(LSTMLAB) prepare ptb --source $(PTB_SHARED); \
 	else corpus=builtin; $(LSTMLAB) prepare builtin; fi && \
-	{ $(LSTMLAB) train recipes/tiny --runs-dir $(ZOO_DIR) --set data.corpus=$$corpus \
-	    --set train.max_minutes=$(ZOO_MINUTES) $(ZOO_ONLY_TIME) || echo "zoo: some recipes failed"; }
+	{ $(LSTMLAB) train recipes/tiny --runs-dir $(ZOO_DIR) --force --set data.corpus=$$corpus \
+	    $(ZOO_BUDGET) || echo "zoo: some recipes failed"; }
 	for run in $(ZOO_DIR)/*/; do $(LSTMLAB) eval $$run --split test || echo "zoo: eval of $$run failed"; done
 	mkdir -p docs
 	$(LSTMLAB) compare $(ZOO_DIR) --format markdown --context --plot docs/results.png > docs/results.md

@@ -17,6 +17,14 @@ resumed run reads running while it trains and crashed after a kill.
 Figures: bpc = nats / (ln 2 x characters); per-character perplexity = 2^bpc;
 train tokens/s = tokens seen / seconds spent in training steps (validation
 excluded).
+
+Budgets: "final" figures are each run's own (best validation within its budget,
+test bpc of that checkpoint); when budgets differ they compare unequal training.
+So every run is also read at two common points (`curves.py`): equal tokens, the
+most tokens every compared run validated at (the smallest of their last
+validations), and equal time, the same in step time (training steps only, as
+`train.max_minutes` counts); each run's valid bpc there is interpolated
+linearly between the validations around it.
 """
 
 from __future__ import annotations
@@ -35,7 +43,7 @@ from pathlib import Path
 
 import yaml
 
-from lstmlab import runs
+from lstmlab import curves, runs
 from lstmlab.errors import LstmlabError, UsageError
 
 FORMATS = ("table", "markdown", "csv", "json")
@@ -69,6 +77,10 @@ class RunRow:
     curve: list[dict] = field(default_factory=list)  # valid points: step, tokens, elapsed_s, bpc
     recipe_key: str | None = None  # the resolved recipe without its seed and name: one group
     seed: int | None = None
+    equal_tokens: int | None = None  # the common points of the comparison (`equal_budgets`)
+    equal_step_s: float | None = None
+    valid_at_tokens: float | None = None  # valid bpc on the curve at those points
+    valid_at_time: float | None = None
 
     @property
     def perplexity(self) -> float | None:
@@ -281,6 +293,36 @@ def recipe_key(config: dict) -> str:
     return hashlib.sha256(json.dumps(rest, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
+def equal_budgets(rows: Sequence[RunRow]) -> None:
+    """Set every row's common points and its valid bpc there (see the module docstring)."""
+    by_tokens = [curves.points(r.curve, "tokens") for r in rows]
+    by_time = [curves.points(r.curve, "elapsed_s") for r in rows]
+    at_tokens, at_time = curves.common_point(by_tokens), curves.common_point(by_time)
+    for row, tokens, seconds in zip(rows, by_tokens, by_time):
+        row.equal_tokens = None if at_tokens is None else int(at_tokens)
+        row.equal_step_s = at_time
+        row.valid_at_tokens = None if at_tokens is None else curves.value_at(tokens, at_tokens)
+        row.valid_at_time = None if at_time is None else curves.value_at(seconds, at_time)
+
+
+def same_budget(rows: Sequence[RunRow]) -> bool:
+    """Every run trained under one budget and finished it: their final figures compare as they are."""
+    return len({r.budget for r in rows}) == 1 and all(r.state == "finished" for r in rows)
+
+
+def budget_note(rows: Sequence[RunRow]) -> str:
+    """One line naming the budget each bpc column belongs to and the common points."""
+    first = rows[0] if rows else RunRow(name="", path="", state="")
+    tokens = "–" if first.equal_tokens is None else f"{first.equal_tokens:,} tokens"
+    seconds = "–" if first.equal_step_s is None else f"{first.equal_step_s:.1f} s of step time"
+    return (
+        "final: each run's own budget (best validation); "
+        f"@tokens: valid bpc at {tokens}, @time: at {seconds} (training steps only, as "
+        "train.max_minutes counts), the most every run validated at; read by linear "
+        "interpolation between the validations around the point (– where a run has none before it)"
+    )
+
+
 @dataclass
 class GroupRow:
     """Runs of one recipe that differ only in their seed: mean, standard deviation and n."""
@@ -293,50 +335,72 @@ class GroupRow:
     valid_sd: float | None = None
     test_mean: float | None = None
     test_sd: float | None = None
+    at_tokens_mean: float | None = None
+    at_tokens_sd: float | None = None
+    at_time_mean: float | None = None
+    at_time_sd: float | None = None
+    judged_on: str = "final"  # the figure `unresolved` compares: "final" or "@tokens"
     unresolved: list[str] = field(default_factory=list)  # groups the seeds do not separate it from
+    judged_n: int = 0  # how many runs have the judged figure
 
     @property
     def n(self) -> int:
         return len(self.runs)
 
-
-def _mean_sd(values: list[float]) -> tuple[float | None, float | None]:
-    if not values:
-        return None, None
-    mean = sum(values) / len(values)
-    if len(values) < 2:
-        return mean, None
-    return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
+    @property
+    def judged(self) -> tuple[float | None, float | None]:
+        """Mean and sd of the figure the resolution is judged on."""
+        if self.judged_on == "final":
+            return self.valid_mean, self.valid_sd
+        return self.at_tokens_mean, self.at_tokens_sd
 
 
 def group_runs(rows: Sequence[RunRow]) -> list[GroupRow]:
-    """Rows grouped by recipe (same config up to the seed), best mean valid bpc first.
+    """Rows grouped by recipe (same config up to the seed), best judged mean first.
 
-    Two groups are marked unresolved from each other when their mean valid bpc differ by
+    The judged figure is the final valid bpc when every run trained under the same
+    budget and finished it; otherwise the valid bpc at equal tokens, which holds the
+    data seen fixed (the equal-time figure also depends on the machine and its load).
+    Two groups are marked unresolved from each other when their judged means differ by
     less than two standard errors of the difference (Welch), or when either has a single
     seed: the seeds do not show which is better.
     """
-    by_key: dict[str, list[RunRow]] = {}
-    for row in rows:
-        by_key.setdefault(row.recipe_key or row.path, []).append(row)
-    groups = []
-    for members in by_key.values():
-        members = sorted(members, key=lambda r: (r.seed is None, r.seed or 0, r.name))
-        valid = [r.best_valid_bpc for r in members if r.best_valid_bpc is not None]
-        test = [r.test_bpc for r in members if r.test_bpc is not None]
-        group = GroupRow(
-            name=_group_name(members[0].name),
-            cells=members[0].cells,
-            runs=[r.name for r in members],
-            seeds=[r.seed for r in members],
-        )
-        group.valid_mean, group.valid_sd = _mean_sd(valid)
-        group.test_mean, group.test_sd = _mean_sd(test)
-        groups.append(group)
-    groups.sort(key=lambda g: (g.valid_mean is None, g.valid_mean or 0.0, g.name))
+    judged_on = "final" if same_budget(rows) else "@tokens"
+    groups = [_group(members, judged_on) for members in by_recipe(rows)]
+    groups.sort(key=lambda g: (g.judged[0] is None, g.judged[0] or 0.0, g.name))
     for a in groups:
         a.unresolved = [b.name for b in groups if b is not a and not _resolved(a, b)]
     return groups
+
+
+def by_recipe(rows: Sequence[RunRow]) -> list[list[RunRow]]:
+    """Rows of one recipe (same config up to the seed) together, in first-seen order."""
+    by_key: dict[str, list[RunRow]] = {}
+    for row in rows:
+        by_key.setdefault(row.recipe_key or row.path, []).append(row)
+    return list(by_key.values())
+
+
+def _group(members: list[RunRow], judged_on: str) -> GroupRow:
+    members = sorted(members, key=lambda r: (r.seed is None, r.seed or 0, r.name))
+    group = GroupRow(
+        name=_group_name(members[0].name),
+        cells=members[0].cells,
+        runs=[r.name for r in members],
+        seeds=[r.seed for r in members],
+        judged_on=judged_on,
+    )
+
+    def values(attr: str) -> list[float]:
+        return [v for r in members if (v := getattr(r, attr)) is not None]
+
+    group.valid_mean, group.valid_sd = curves.mean_sd(values("best_valid_bpc"))
+    group.test_mean, group.test_sd = curves.mean_sd(values("test_bpc"))
+    group.at_tokens_mean, group.at_tokens_sd = curves.mean_sd(values("valid_at_tokens"))
+    group.at_time_mean, group.at_time_sd = curves.mean_sd(values("valid_at_time"))
+    judged = "best_valid_bpc" if judged_on == "final" else "valid_at_tokens"
+    group.judged_n = len(values(judged))
+    return group
 
 
 def _group_name(name: str) -> str:
@@ -346,10 +410,11 @@ def _group_name(name: str) -> str:
 
 
 def _resolved(a: GroupRow, b: GroupRow) -> bool:
-    if a.valid_mean is None or b.valid_mean is None or a.valid_sd is None or b.valid_sd is None:
+    (a_mean, a_sd), (b_mean, b_sd) = a.judged, b.judged
+    if a_mean is None or b_mean is None or a_sd is None or b_sd is None:
         return False
-    stderr = math.sqrt(a.valid_sd**2 / a.n + b.valid_sd**2 / b.n)
-    return abs(a.valid_mean - b.valid_mean) > 2 * stderr
+    stderr = math.sqrt(a_sd**2 / a.judged_n + b_sd**2 / b.judged_n)
+    return abs(a_mean - b_mean) > 2 * stderr
 
 
 def collect(paths: Iterable[Path], *, allow_mixed: bool = False) -> tuple[list[RunRow], list[str]]:
@@ -370,6 +435,7 @@ def collect(paths: Iterable[Path], *, allow_mixed: bool = False) -> tuple[list[R
             hint="compare runs of one corpus, or pass --allow-mixed",
         )
     rows.sort(key=lambda r: (r.best_valid_bpc is None, r.best_valid_bpc or 0.0, r.name))
+    equal_budgets(rows)
     return rows, warnings
 
 
@@ -399,11 +465,65 @@ COLUMNS: tuple[tuple[str, str, Callable[[RunRow], object], Callable[[object], st
         lambda r: r.tokens_per_s,
         lambda v: _int(None if v is None else round(v)),
     ),
-    ("valid bpc", "best_valid_bpc", lambda r: r.best_valid_bpc, _fixed(4)),
+    ("valid final", "best_valid_bpc", lambda r: r.best_valid_bpc, _fixed(4)),
     ("at step", "best_step", lambda r: r.best_step, lambda v: "–" if v is None else str(v)),
-    ("test bpc", "test_bpc", _test_bpc, _test_bpc_text),  # * = an older checkpoint than best
+    ("valid @tokens", "valid_at_tokens", lambda r: r.valid_at_tokens, _fixed(4)),
+    ("valid @time", "valid_at_time", lambda r: r.valid_at_time, _fixed(4)),
+    ("test final", "test_bpc", _test_bpc, _test_bpc_text),  # * = an older checkpoint than best
     ("ppl/char", "perplexity", lambda r: r.perplexity, _fixed(3)),
 )
+
+
+GROUP_HEADERS = (
+    "recipe",
+    "cell",
+    "n",
+    "valid final",
+    "valid @tokens",
+    "valid @time",
+    "test final",
+    "not resolved from",
+)
+
+
+def seed_groups(rows: Sequence[RunRow]) -> list[GroupRow]:
+    """The recipe groups, or none when no recipe was trained with several seeds."""
+    groups = group_runs(rows)
+    return groups if any(len(set(g.seeds)) > 1 for g in groups) else []
+
+
+def _pm(mean: float | None, sd: float | None) -> str:
+    if mean is None:
+        return "–"
+    return f"{mean:.4f}" if sd is None else f"{mean:.4f} ± {sd:.4f}"
+
+
+def group_cells(g: GroupRow) -> list[str]:
+    """A group as the table and markdown show it (GROUP_HEADERS)."""
+    return [
+        g.name,
+        g.cells or "–",
+        str(g.n),
+        _pm(g.valid_mean, g.valid_sd),
+        _pm(g.at_tokens_mean, g.at_tokens_sd),
+        _pm(g.at_time_mean, g.at_time_sd),
+        _pm(g.test_mean, g.test_sd),
+        ", ".join(g.unresolved) or "–",
+    ]
+
+
+def groups_note(groups: Sequence[GroupRow]) -> str:
+    """What 'not resolved from' was judged on, and why."""
+    basis = groups[0].judged_on if groups else "final"
+    why = (
+        "every run trained under the same budget and finished it"
+        if basis == "final"
+        else "the runs' budgets differ (or not every run finished)"
+    )
+    return (
+        f"mean ± sd over seeds; not resolved from: valid {basis} means closer than two standard "
+        f"errors of their difference (Welch), or a single seed; judged on valid {basis} because {why}"
+    )
 
 
 def text_cells(row: RunRow) -> list[str]:
@@ -419,27 +539,36 @@ def headers() -> list[str]:
 
 
 def to_markdown(rows: Sequence[RunRow]) -> str:
-    """A GitHub table; the best run (first row, when it has a valid bpc) in bold."""
-    lines = ["| " + " | ".join(headers()) + " |", "|" + "|".join("---" for _ in COLUMNS) + "|"]
-    for index, row in enumerate(rows):
-        cells = [c.replace("|", "\\|") for c in text_cells(row)]
-        if index == 0 and row.best_valid_bpc is not None:
-            cells = [f"**{c}**" for c in cells]
-        lines.append("| " + " | ".join(cells) + " |")
+    """A GitHub table, the best run (first row, when it has a valid bpc) in bold, and the
+    budget note; then the seed groups and their note when a recipe has several seeds."""
+    body = [text_cells(row) for row in rows]
+    if rows and rows[0].best_valid_bpc is not None:
+        body[0] = [f"**{c}**" for c in body[0]]
+    lines = [*_markdown_table(headers(), body), "", budget_note(rows) + "."]
+    groups = seed_groups(rows)
+    if groups:
+        lines += ["", *_markdown_table(GROUP_HEADERS, [group_cells(g) for g in groups])]
+        lines += ["", groups_note(groups) + "."]
     return "\n".join(lines) + "\n"
 
 
+def _markdown_table(header: Sequence[str], body: Sequence[Sequence[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    for cells in body:
+        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    return lines
+
+
 def to_csv(rows: Sequence[RunRow]) -> str:
+    """One line per run; equal_tokens and equal_step_s name the common points on every line."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    extras = ["stop_reason", "budget", "path", "test_step", "test_stale"]
-    writer.writerow([key for _h, key, *_ in COLUMNS] + extras)
+    extras = ("stop_reason", "budget", "path", "test_step", "test_stale")
+    extras += ("equal_tokens", "equal_step_s")
+    writer.writerow([key for _h, key, *_ in COLUMNS] + list(extras))
     for row in rows:
-        values = ["" if (v := get(row)) is None else v for _h, _k, get, _f in COLUMNS]
-        test_step = "" if row.test_step is None else row.test_step
-        writer.writerow(
-            values + [row.stop_reason or "", row.budget or "", row.path, test_step, row.test_stale]
-        )
+        values = [get(row) for _h, _k, get, _f in COLUMNS] + [getattr(row, k) for k in extras]
+        writer.writerow(["" if v is None else v for v in values])
     return buf.getvalue()
 
 
@@ -482,8 +611,37 @@ def curve_label(row: RunRow, rows: Sequence[RunRow]) -> str:
     return f"{row.cells} ({row.name})" if shared else str(row.cells)
 
 
+def plot_groups(rows: Sequence[RunRow]) -> list[list[RunRow]]:
+    """Rows to draw together: a recipe's runs when it has several seeds, else each run alone."""
+    drawn: list[list[RunRow]] = []
+    for members in by_recipe(rows):
+        several_seeds = len({r.seed for r in members}) > 1
+        drawn += [members] if several_seeds else [[r] for r in members]
+    return drawn
+
+
+def _group_label(members: list[RunRow], drawn: list[list[RunRow]]) -> str:
+    """Like `curve_label`, with n and the recipe name when a cell appears more than once."""
+    first = members[0]
+    if len(members) == 1:
+        return curve_label(first, [m[0] for m in drawn])
+    shared = sum(m[0].cells == first.cells for m in drawn) > 1
+    name = f"{_group_name(first.name)}, " if shared else ""
+    return f"{first.cells} ({name}mean ± sd of {len(members)} seeds)"
+
+
+# the two panels: curve axis, the row field of its common point, x scale, x label
+PANELS = (
+    ("tokens", "equal_tokens", 1e-6, "training tokens seen (millions)"),
+    ("elapsed_s", "equal_step_s", 1 / 60, "training step time (minutes; validation not counted)"),
+)
+
+
 def make_figure(rows: Sequence[RunRow]):
-    """Valid bpc against tokens seen and against training minutes; one line per run with a curve."""
+    """Valid bpc against tokens seen and against step time: one line per run, or for a recipe
+    with several seeds its mean on a common grid with a ± sd band; a dashed line at each
+    panel's common point (equal tokens, equal time)."""
+    from matplotlib import rcParams
     from matplotlib.figure import Figure  # no pyplot: no global backend or figure registry
 
     plotted = [r for r in rows if r.curve]
@@ -493,23 +651,39 @@ def make_figure(rows: Sequence[RunRow]):
             hint="let runs reach train.eval_every or their budget first",
         )
     fig = Figure(figsize=(10, 4), dpi=100, layout="constrained")
-    by_tokens, by_time = fig.subplots(1, 2, sharey=True)
-    for row in plotted:
-        label = curve_label(row, plotted)
-        tokens = [p["tokens"] / 1e6 for p in row.curve]  # millions
-        minutes = [p["elapsed_s"] / 60 for p in row.curve]
-        bpc = [p["bpc"] for p in row.curve]
-        (line,) = by_tokens.plot(tokens, bpc, marker=".", label=label)
-        by_time.plot(minutes, bpc, marker=".", label=label, color=line.get_color())
-    by_tokens.set_xlabel("training tokens seen (millions)")
-    by_time.set_xlabel("training time (minutes)")
-    by_tokens.set_ylabel("validation bits per character")
-    for ax in (by_tokens, by_time):
+    axes = fig.subplots(1, 2, sharey=True)
+    colours = rcParams["axes.prop_cycle"].by_key()["color"]
+    drawn = plot_groups(plotted)
+    for index, members in enumerate(drawn):
+        label, colour = _group_label(members, drawn), colours[index % len(colours)]
+        for ax, (axis, _field, scale, _xlabel) in zip(axes, PANELS):
+            _draw(ax, [curves.points(r.curve, axis) for r in members], scale, label, colour)
+    for ax, (_axis, attr, scale, xlabel) in zip(axes, PANELS):
+        point = getattr(plotted[0], attr)
+        if point is not None and len(drawn) > 1:
+            name = "equal tokens" if attr == "equal_tokens" else "equal time"
+            ax.axvline(point * scale, color="grey", linestyle="--", linewidth=1, label=name)
+        ax.set_xlabel(xlabel)
         ax.grid(True, alpha=0.3)
-    by_time.legend(title="cell", fontsize="small")
+    axes[0].set_ylabel("validation bits per character")
+    axes[1].legend(title="cell", fontsize="small")
     corpora = ", ".join(sorted({r.corpus or "?" for r in plotted}))
     fig.suptitle(f"Learning curves on {corpora}")
     return fig
+
+
+def _draw(ax, runs_points: list[list[curves.Point]], scale: float, label: str, colour) -> None:
+    """One run's curve, or the mean and ± sd band of several (each alone if they share no span)."""
+    grid, mean, sd = curves.band(runs_points) if len(runs_points) > 1 else ([], [], [])
+    if not grid:
+        for index, pts in enumerate(runs_points):
+            xs, ys = [x * scale for x, _ in pts], [y for _, y in pts]
+            ax.plot(xs, ys, marker=".", color=colour, label=label if index == 0 else None)
+        return
+    xs = [x * scale for x in grid]
+    ax.plot(xs, mean, marker=".", color=colour, label=label)
+    low, high = [m - s for m, s in zip(mean, sd)], [m + s for m, s in zip(mean, sd)]
+    ax.fill_between(xs, low, high, color=colour, alpha=0.2, linewidth=0)
 
 
 def save_plot(rows: Sequence[RunRow], path: Path) -> Path:
@@ -522,7 +696,15 @@ def save_plot(rows: Sequence[RunRow], path: Path) -> Path:
 
 
 __all__ = [
+    "GROUP_HEADERS",
     "GroupRow",
+    "budget_note",
+    "equal_budgets",
+    "group_cells",
+    "groups_note",
+    "plot_groups",
+    "same_budget",
+    "seed_groups",
     "group_runs",
     "recipe_key",
     "COLUMNS",

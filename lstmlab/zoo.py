@@ -98,6 +98,23 @@ def plan_recipes(
     return list(zip(files, cfgs, targets))
 
 
+def budget_mismatch(plan: list[tuple[Path, RunConfig, Path]]) -> str | None:
+    """One line naming each recipe's budget when they differ (their final figures then
+    compare unequal amounts of training), else None."""
+    from lstmlab.compare import budget_text
+
+    budgets = {path: budget_text(cfg.to_dict()["train"]) for path, cfg, _target in plan}
+    if len(set(budgets.values())) < 2:
+        return None
+    listed = "; ".join(f"{path.name}: {budget}" for path, budget in budgets.items())
+    return (
+        f"the recipes' budgets differ ({listed}), so their final figures are not at equal "
+        "budget (`lstmlab compare` also reads them at equal tokens and time); to train them "
+        "on equal tokens pass --set train.max_tokens=N and null the other budgets "
+        "(--set train.max_minutes=null ...)"
+    )
+
+
 def _with_seed(cfg: RunConfig, seed: int) -> RunConfig:
     data = cfg.to_dict()
     data["seed"] = seed
@@ -133,4 +150,11 @@ def train_recipes(
     return outcomes
 
 
-__all__ = ["RecipeOutcome", "parse_seeds", "plan_recipes", "recipe_run_names", "train_recipes"]
+__all__ = [
+    "RecipeOutcome",
+    "budget_mismatch",
+    "parse_seeds",
+    "plan_recipes",
+    "recipe_run_names",
+    "train_recipes",
+]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import os
 import socket
 import subprocess
@@ -12,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+import matplotlib.colors
 import pytest
 
 from lstmlab import compare, runs
@@ -196,12 +198,13 @@ def test_json_and_csv_round_trip(tmp_path):
 def test_markdown_is_a_table_with_the_best_row_bold(tmp_path):
     rows, _ = compare.collect(standard_runs(tmp_path).values())
     lines = compare.render(rows, "markdown").splitlines()
-    assert len(lines) == 2 + len(rows)
-    widths = {line.count("|") for line in lines}
+    table, (blank, note) = lines[: 2 + len(rows)], lines[2 + len(rows) :]
+    widths = {line.count("|") for line in table}
     assert widths == {len(compare.COLUMNS) + 1}
-    assert set(lines[1].strip("|").split("|")) == {"---"}
-    assert lines[2].startswith("| **b** |") and "**2.2000**" in lines[2]
-    assert "**" not in lines[3] and "2.4500" in lines[3]
+    assert set(table[1].strip("|").split("|")) == {"---"}
+    assert table[2].startswith("| **b** |") and "**2.2000**" in table[2]
+    assert "**" not in table[3] and "2.4500" in table[3]
+    assert blank == "" and note.startswith("final: each run's own budget")
 
 
 def test_plot_has_one_line_per_run_on_both_axes(tmp_path):
@@ -210,16 +213,18 @@ def test_plot_has_one_line_per_run_on_both_axes(tmp_path):
     rows, _ = compare.collect([tmp_path])
     fig = compare.make_figure(rows)
     by_tokens, by_time = fig.axes
-    assert len(by_tokens.lines) == len(by_time.lines) == 3
+    assert len(by_tokens.lines) == len(by_time.lines) == 3 + 1  # and the common point
     c = next(line for line in by_tokens.lines if line.get_label() == "lstm (c)")
     assert list(c.get_xdata()) == pytest.approx([0.001, 0.002, 0.003])  # millions of tokens
     c_time = next(line for line in by_time.lines if line.get_label() == "lstm (c)")
     assert list(c_time.get_xdata()) == pytest.approx([3 / 60, 6 / 60, 9 / 60])
     assert list(c_time.get_ydata()) == [2.9, 2.4, 2.6]
     assert "tokens" in by_tokens.get_xlabel() and "minutes" in by_time.get_xlabel()
+    assert "step time" in by_time.get_xlabel()
     assert "bits per character" in by_tokens.get_ylabel()
     legend = [t.get_text() for t in by_time.get_legend().get_texts()]
-    assert sorted(legend) == ["lstm (a)", "lstm (b)", "lstm (c)"]
+    assert sorted(legend) == ["equal time", "lstm (a)", "lstm (b)", "lstm (c)"]
+    assert not by_tokens.collections  # single runs: no band
 
     out = compare.save_plot(rows, tmp_path / "plots" / "curves.png")
     assert out.read_bytes()[:8] == PNG_SIGNATURE
@@ -241,7 +246,7 @@ def test_labels_are_cell_names_when_unique(tmp_path):
     )
     rows, _ = compare.collect([tmp_path])
     labels = [line.get_label() for line in compare.make_figure(rows).axes[0].lines]
-    assert labels == ["lstm", "slstm+mlstm"]
+    assert labels == ["lstm", "slstm+mlstm", "equal tokens"]
 
 
 def test_nothing_to_plot_is_a_usage_error(tmp_path):
@@ -311,3 +316,112 @@ def test_compare_prints_the_seed_groups_only_when_seeds_differ(tmp_path):
     result = CliRunner().invoke(app, ["compare", str(tmp_path)], env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
     assert "by recipe over seeds" in result.output and "2.0500 ± 0.0707" in result.output
+
+
+def test_every_run_is_read_at_equal_tokens_and_equal_step_time(tmp_path):
+    """a validates to 2,000 tokens in 4 s, b to 2,000 in 2 s, c to 3,000 in 9 s (first at 3 s)."""
+    rows, _ = compare.collect(standard_runs(tmp_path).values())
+    by_name = {r.name: r for r in rows}
+    assert {(r.equal_tokens, r.equal_step_s) for r in rows} == {(2000, 2.0)}
+    assert by_name["c"].valid_at_tokens == 2.4  # its 2,000-token validation
+    assert by_name["a"].valid_at_time == 3.0 and by_name["b"].valid_at_time == 2.2
+    assert by_name["c"].valid_at_time is None  # first validated after 2 s: nothing to read
+
+    make_run(tmp_path, "d", valid=[(10, 1000, 1.0, 3.0), (40, 4000, 4.0, 2.0)])
+    make_run(tmp_path, "e", valid=[(25, 2500, 2.5, 2.3)])
+    rows, _ = compare.collect([tmp_path / "d", tmp_path / "e"])
+    d = next(r for r in rows if r.name == "d")
+    assert (d.equal_tokens, d.equal_step_s) == (2500, 2.5)
+    assert d.valid_at_tokens == pytest.approx(2.5) and d.valid_at_time == pytest.approx(2.5)
+
+
+def test_every_format_names_the_budget_of_each_figure(tmp_path):
+    rows, _ = compare.collect(standard_runs(tmp_path).values())
+    assert {"valid final", "test final", "valid @tokens", "valid @time"} <= set(compare.headers())
+    note = compare.budget_note(rows)
+    assert "at 2,000 tokens" in note and "2.0 s of step time" in note and "interpolation" in note
+    assert note in compare.render(rows, "markdown")
+    table = {r["name"]: r for r in csv.DictReader(io.StringIO(compare.render(rows, "csv")))}
+    assert table["c"]["equal_tokens"] == "2000" and table["c"]["equal_step_s"] == "2.0"
+    assert table["c"]["valid_at_tokens"] == "2.4" and table["c"]["valid_at_time"] == ""
+    data = {d["name"]: d for d in json.loads(compare.render(rows, "json"))}
+    assert data["b"]["valid_at_time"] == 2.2 and data["b"]["equal_tokens"] == 2000
+    assert "–" in compare.text_cells(next(r for r in rows if r.name == "c"))
+
+
+def _seeded(root, name, seed, valid, max_steps=6, hidden=16):
+    """A run of the recipe (hidden, max_steps) with `seed`."""
+    import yaml
+
+    path = make_run(root, name, valid=valid, cell={"kind": "lstm", "hidden_dim": hidden})
+    config = yaml.safe_load((path / "config.yaml").read_text())
+    config["seed"], config["train"]["max_steps"] = seed, max_steps
+    (path / "config.yaml").write_text(yaml.safe_dump(config))
+    return path
+
+
+def test_groups_are_judged_at_equal_tokens_when_budgets_differ(tmp_path):
+    """Long runs end far lower, but at the short runs' 1,000 tokens the seeds overlap."""
+    for seed, (early, late) in enumerate(((2.59, 2.00), (2.60, 2.01), (2.61, 1.99))):
+        _seeded(
+            tmp_path, f"long-s{seed}", seed, [(10, 1000, 1.0, early), (20, 2000, 2.0, late)], 20
+        )
+    for seed, bpc in enumerate((2.58, 2.60, 2.62)):
+        _seeded(tmp_path, f"short-s{seed}", seed, [(10, 1000, 1.0, bpc)], 10, hidden=8)
+    rows, _ = compare.collect([tmp_path])
+    assert not compare.same_budget(rows)
+    groups = {g.name: g for g in compare.group_runs(rows)}
+    long = groups["long"]
+    assert long.judged_on == "@tokens" and long.valid_mean == pytest.approx(2.0)
+    assert long.at_tokens_mean == pytest.approx(2.60) and long.at_tokens_sd == pytest.approx(0.01)
+    assert long.unresolved == ["short"] and groups["short"].unresolved == ["long"]
+    assert "± 0.0100" in compare.group_cells(long)[4]
+    assert "judged on valid @tokens" in compare.groups_note(list(groups.values()))
+
+    markdown = compare.render(rows, "markdown")
+    assert "| recipe | cell | n | valid final | valid @tokens |" in markdown
+    assert "judged on valid @tokens" in markdown
+
+
+def test_groups_are_judged_on_final_figures_under_one_budget(tmp_path):
+    for seed, bpc in enumerate((2.00, 2.01, 1.99)):
+        _seeded(tmp_path, f"a-s{seed}", seed, [(10, 1000, 1.0, 2.6), (20, 2000, 2.0, bpc)])
+    for seed, bpc in enumerate((2.50, 2.51, 2.49)):
+        _seeded(
+            tmp_path, f"b-s{seed}", seed, [(10, 1000, 1.0, 2.6), (20, 2000, 2.0, bpc)], hidden=8
+        )
+    rows, _ = compare.collect([tmp_path])
+    groups = compare.group_runs(rows)
+    assert [g.name for g in groups] == ["a", "b"] and groups[0].judged_on == "final"
+    assert groups[0].unresolved == [] and "judged on valid final" in compare.groups_note(groups)
+
+
+def test_plot_draws_a_seed_band_per_recipe_and_the_common_points(tmp_path):
+    seeds = {
+        0: [(10, 1000, 1.0, 3.0), (20, 2000, 2.0, 2.0)],
+        1: [(10, 1000, 1.5, 3.2), (15, 1500, 2.0, 2.6), (20, 2000, 3.0, 2.4)],
+    }
+    for seed, valid in seeds.items():
+        _seeded(tmp_path, f"lstm-s{seed}", seed, valid)
+    _seeded(tmp_path, "other", 0, [(10, 1200, 1.0, 2.9), (20, 1800, 1.8, 2.7)], hidden=8)
+    rows, _ = compare.collect([tmp_path])
+    assert [len(m) for m in compare.plot_groups(rows)] == [2, 1]
+    by_tokens, by_time = compare.make_figure(rows).axes
+    mean = next(line for line in by_tokens.lines if "2 seeds" in line.get_label())
+    assert list(mean.get_xdata()) == pytest.approx([0.001, 0.0015, 0.002])
+    assert list(mean.get_ydata()) == pytest.approx([3.1, (2.5 + 2.6) / 2, 2.2])
+    (band,) = by_tokens.collections
+    low, high = band.get_paths()[0].vertices[:, 1].min(), band.get_paths()[0].vertices[:, 1].max()
+    assert low == pytest.approx(2.2 - math.sqrt(0.08)) and high == pytest.approx(3.1 + 0.1 * 2**0.5)
+    assert tuple(band.get_facecolor()[0][:3]) == pytest.approx(
+        matplotlib.colors.to_rgb(mean.get_color())
+    )
+    other = next(line for line in by_tokens.lines if line.get_label() == "lstm (other)")
+    assert other.get_color() != mean.get_color()
+    # equal tokens: 1,800 (other's end); equal time: 1.8 s
+    (vline,) = [line for line in by_tokens.lines if line.get_label() == "equal tokens"]
+    assert list(vline.get_xdata()) == pytest.approx([0.0018, 0.0018])
+    (vline,) = [line for line in by_time.lines if line.get_label() == "equal time"]
+    assert list(vline.get_xdata()) == pytest.approx([1.8 / 60, 1.8 / 60])
+    time_mean = next(line for line in by_time.lines if "2 seeds" in line.get_label())
+    assert list(time_mean.get_xdata()) == pytest.approx([1.5 / 60, 2.0 / 60])  # shared span

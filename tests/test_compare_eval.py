@@ -29,7 +29,7 @@ def test_a_test_bpc_of_an_older_checkpoint_is_marked(tmp_path):
     row = _with_eval(tmp_path, {"step": 10, "splits": {"test": {"bpc": 2.5}}})
     assert (row.test_bpc, row.test_step, row.test_stale) == (2.5, 10, True)
     cells = dict(zip(compare.headers(), compare.text_cells(row)))
-    assert cells["test bpc"] == "2.5000*"
+    assert cells["test final"] == "2.5000*"
     table = next(csv.DictReader(io.StringIO(compare.to_csv([row]))))
     assert float(table["test_bpc"]) == 2.5 and table["test_stale"] == "True"
     assert table["test_step"] == "10"
@@ -41,7 +41,7 @@ def test_a_test_bpc_of_an_older_checkpoint_is_marked(tmp_path):
 def test_a_test_bpc_of_the_best_or_a_later_checkpoint_is_not_marked(tmp_path, step):
     row = _with_eval(tmp_path, {"step": step, "splits": {"test": {"bpc": 2.5}}})
     assert row.test_step == step and not row.test_stale
-    assert dict(zip(compare.headers(), compare.text_cells(row)))["test bpc"] == "2.5000"
+    assert dict(zip(compare.headers(), compare.text_cells(row)))["test final"] == "2.5000"
 
 
 def test_an_eval_json_without_a_step_is_shown_unmarked(tmp_path):

@@ -71,3 +71,52 @@ def test_seeds_plan_one_run_per_seed(tiny_corpus, tmp_path):
         (0, "a-tiny-s0"),
         (7, "a-tiny-s7"),
     ]
+
+
+def test_budget_mismatch_names_each_recipe_once(tiny_corpus, tmp_path):
+    from lstmlab.zoo import budget_mismatch
+
+    steps, minutes = _write(tmp_path, "steps"), _write(tmp_path, "minutes", "train.max_minutes=1")
+    plan = plan_recipes([steps, minutes], [], tmp_path / "runs", force=False, seeds=[0, 1])
+    message = budget_mismatch(plan)
+    assert "\n" not in message and message.count("steps.yaml") == 1
+    assert "minutes.yaml: 1 min, 2 steps" in message and "steps.yaml: 2 steps" in message
+    equal = ["train.max_tokens=256", "train.max_steps=null", "train.max_minutes=null"]
+    assert (
+        budget_mismatch(plan_recipes([steps, minutes], equal, tmp_path / "r", force=False)) is None
+    )
+
+
+def test_make_zoo_trains_on_equal_tokens_and_deletes_nothing(tmp_path):
+    """`make -n` prints the zoo's commands without running them."""
+    import shutil
+    import subprocess
+
+    from support import REPO
+
+    if shutil.which("make") is None:
+        pytest.skip("no make on this machine")
+
+    def commands(*args):
+        out = subprocess.run(
+            ["make", "-n", "-s", "zoo", f"ZOO_DIR={tmp_path}", *args],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        return next(line for line in out.splitlines() if "train.max_" in line)
+
+    by_tokens, by_time = commands(), commands("ZOO_MINUTES=2")
+    assert "--set train.max_tokens=1500000 --set train.max_minutes=null" in by_tokens
+    assert "--set train.max_minutes=2 --set train.max_tokens=null" in by_time
+    for line in (by_tokens, by_time):
+        assert "train.max_steps=null" in line and "train.max_epochs=null" in line
+    out = subprocess.run(
+        ["make", "-n", "zoo", f"ZOO_DIR={tmp_path}"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "--force" in out and f"rm -rf {tmp_path}" not in out

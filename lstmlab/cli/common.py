@@ -177,3 +177,5 @@ def print_table(table, out: Console | None = None) -> None:
         out.print(
             "  ".join(f"{h}: {v}" for h, v in zip(headers, row)), markup=False, soft_wrap=True
         )
+    if table.caption:
+        out.print(table.caption, markup=False, soft_wrap=True)

@@ -26,7 +26,12 @@ def print_comparison(
     keep = [h != "corpus" or len(corpora) > 1 for h in compare.headers()]
     if len(corpora) == 1:
         title = f"{title + ', ' if title else ''}corpus {next(iter(corpora))}"
-    table = Table(title=title, title_justify="left")
+    table = Table(
+        title=title,
+        title_justify="left",
+        caption=compare.budget_note(rows),
+        caption_justify="left",
+    )
     for header, shown in zip(compare.headers(), keep):
         if shown:
             justify = "left" if header in compare.TEXT_HEADERS else "right"
@@ -36,33 +41,24 @@ def print_comparison(
         style = "bold green" if best else ("yellow" if row.state != "finished" else None)
         table.add_row(*(c for c, shown in zip(compare.text_cells(row), keep) if shown), style=style)
     print_table(table)
-    groups = compare.group_runs(rows)
-    if any(len(set(g.seeds)) > 1 for g in groups):  # a recipe trained with several seeds
+    groups = compare.seed_groups(rows)
+    if groups:
         print_groups(groups)
-
-
-def _pm(mean: float | None, sd: float | None) -> str:
-    if mean is None:
-        return "–"
-    return f"{mean:.4f}" if sd is None else f"{mean:.4f} ± {sd:.4f}"
 
 
 def print_groups(groups: Sequence[compare.GroupRow]) -> None:
     """Runs of one recipe over several seeds: mean ± sd and n, and what the seeds cannot separate."""
-    table = Table(title="by recipe over seeds (mean ± sd)", title_justify="left")
-    for header in ("recipe", "cell", "n", "valid bpc", "test bpc", "not resolved from"):
-        table.add_column(
-            header, justify="right" if header in ("n", "valid bpc", "test bpc") else "left"
-        )
+    table = Table(
+        title="by recipe over seeds (mean ± sd)",
+        title_justify="left",
+        caption=compare.groups_note(groups),
+        caption_justify="left",
+    )
+    for header in compare.GROUP_HEADERS:
+        left = header in ("recipe", "cell", "not resolved from")
+        table.add_column(header, justify="left" if left else "right")
     for g in groups:
-        table.add_row(
-            g.name,
-            g.cells or "–",
-            str(g.n),
-            _pm(g.valid_mean, g.valid_sd),
-            _pm(g.test_mean, g.test_sd),
-            ", ".join(g.unresolved) or "–",
-        )
+        table.add_row(*compare.group_cells(g))
     print_table(table)
 
 

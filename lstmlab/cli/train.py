@@ -347,7 +347,10 @@ def _train_many(plan, force: bool, device: str) -> None:
     from lstmlab.cli.compare import print_comparison
     from lstmlab.compare import collect
     from lstmlab.device import resolve_device
-    from lstmlab.zoo import train_recipes
+    from lstmlab.zoo import budget_mismatch, train_recipes
+
+    if mismatch := budget_mismatch(plan):
+        err_console.print(f"[yellow]warning:[/] {escape(mismatch)}", soft_wrap=True)
 
     def on_start(cfg, target) -> None:
         console.print(

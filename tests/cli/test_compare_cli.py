@@ -44,14 +44,17 @@ def test_compare_every_format(tmp_path):
     result, out = invoke("compare", tmp_path / "zoo")
     assert result.exit_code == 0, out
     assert first_column(out) == ["b", "c", "a"] and "2.2000" in out and "corpus tiny" in out
+    assert "valid @tokens" in out and "valid @time" in out and "test final" in out
+    assert "at 2,000 tokens" in out and "2.0 s of step time" in out  # the caption
 
     result, out = invoke("compare", tmp_path / "zoo", "--format", "json")
     assert [r["name"] for r in json.loads(out)] == ["b", "c", "a"]
     result, out = invoke("compare", tmp_path / "zoo", "-f", "csv")
     assert [r["name"] for r in csv.DictReader(io.StringIO(out))] == ["b", "c", "a"]
     result, out = invoke("compare", tmp_path / "zoo", "--format", "markdown", "--context")
-    note, blank, *table = out.splitlines()
-    assert note.startswith("Measured ") and blank == "" and len(table) == 5
+    note, blank, *table, blank2, budgets = out.splitlines()
+    assert note.startswith("Measured ") and blank == blank2 == "" and len(table) == 5
+    assert budgets.startswith("final: each run's own budget") and "2,000 tokens" in budgets
     result, out = invoke("compare", tmp_path / "zoo", "--format", "csv", "--context")
     assert result.exit_code == 2 and "--context goes with --format markdown" in out
 
@@ -163,3 +166,34 @@ def test_a_failing_recipe_does_not_stop_the_others(tmp_path, tiny_corpus):
     assert "a-diverges.yaml: loss became" in out and "1 of 2 recipes failed" in out
     assert re.search(r"b-fine-tiny\s+│\s+finished", out)
     assert re.search(r"a-diverges-tiny\s+│\s+crashed", out)
+
+
+def test_compare_shows_the_seed_groups_with_every_budget(tmp_path):
+    for seed in (0, 1):
+        path = make_run(tmp_path, f"lstm-s{seed}", valid=[(10, 640, 1.0, 2.0 + seed / 10)])
+        config = yaml.safe_load((path / "config.yaml").read_text())
+        (path / "config.yaml").write_text(yaml.safe_dump({**config, "seed": seed}))
+    result, out = invoke("compare", tmp_path)
+    assert result.exit_code == 0, out
+    assert re.search(r"lstm\s+│\s+lstm\s+│\s+2\s+│\s+2.0500 ± 0.0707\s+│\s+2.0500 ± 0.0707", out)
+    assert "judged on valid final" in out
+
+
+def test_train_warns_in_one_line_when_the_recipes_budgets_differ(tmp_path, tiny_corpus):
+    folder = tmp_path / "zoo-recipes"
+    folder.mkdir()
+    steps = {**TINY_RECIPE, "train": {**TINY_RECIPE["train"], "max_steps": 2}}
+    tokens = {
+        **TINY_RECIPE,
+        "train": {**TINY_RECIPE["train"], "max_steps": None, "max_tokens": 128},
+    }
+    (folder / "by-steps.yaml").write_text(yaml.safe_dump(steps))
+    (folder / "by-tokens.yaml").write_text(yaml.safe_dump(tokens))
+    result, out = invoke("train", folder, "--runs-dir", tmp_path / "zoo", "--device", "cpu")
+    assert result.exit_code == 0, out
+    (warning,) = [line for line in out.splitlines() if "budgets differ" in line]
+    assert "by-steps.yaml: 2 steps" in warning and "by-tokens.yaml: 128 tokens" in warning
+    assert "--set train.max_tokens=N" in warning
+    equal = ["--set", "train.max_tokens=128", "--set", "train.max_steps=null", "--force"]
+    result, out = invoke("train", folder, "--runs-dir", tmp_path / "zoo", *equal)
+    assert result.exit_code == 0 and "budgets differ" not in out

@@ -39,3 +39,11 @@ def test_a_wide_terminal_gets_the_table():
     out = io.StringIO()
     print_table(_table(), Console(file=out, width=200, force_terminal=True, color_system=None))
     assert "┃ run" in out.getvalue() and "run:" not in out.getvalue()  # a table, not plain lines
+
+
+def test_a_narrow_terminal_keeps_the_caption():
+    out = io.StringIO()
+    table = _table()
+    table.caption = "final: each run's own budget"
+    print_table(table, Console(file=out, width=40, force_terminal=True, color_system=None))
+    assert out.getvalue().splitlines()[-1] == "final: each run's own budget"
