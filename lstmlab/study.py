@@ -241,16 +241,21 @@ def trial_row(trial, study_dir: Path, study_live: bool) -> TrialRow:
 
 
 def read_trials(study_dir: Path | str) -> list[TrialRow]:
-    """Every trial of a study folder, in trial order, the best (lowest complete value) marked."""
+    """Every trial of a study folder that started, in trial order, the best (lowest complete
+    value) marked."""
     study_dir = Path(study_dir)
     read_study_file(study_dir)
     optuna = require_optuna()
+    if not (study_dir / STORAGE_FILE).is_file():  # opening it would create it
+        return []
     try:
         study = optuna.load_study(study_name=STUDY_NAME, storage=storage_url(study_dir))
     except KeyError:  # started, but no trial was asked yet
         return []
     live = runs.lock_holder(study_dir) is not None
-    return mark_best([trial_row(t, study_dir, live) for t in study.get_trials(deepcopy=False)])
+    queued = optuna.trial.TrialState.WAITING  # parameters queued to run first: not trials yet
+    trials = [t for t in study.get_trials(deepcopy=False) if t.state != queued]
+    return mark_best([trial_row(t, study_dir, live) for t in trials])
 
 
 def mark_best(rows: list[TrialRow]) -> list[TrialRow]:

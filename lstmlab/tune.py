@@ -47,7 +47,7 @@ from lstmlab.config import (
     tune_field,
     validate,
 )
-from lstmlab.errors import ConfigError, LstmlabError, UsageError
+from lstmlab.errors import ConfigError, LstmlabError, TrainingError, UsageError
 from lstmlab.progress import Progress
 from lstmlab.study import INTERRUPTED, StudyClaim, TrialRow
 
@@ -310,8 +310,11 @@ class _Session:
                     signum=exc.exit_code - 128,
                 ) from None
             raise
-        except LstmlabError as exc:  # refused values, a non-finite loss: this trial failed
+        except (ConfigError, TrainingError) as exc:  # refused values, a non-finite loss
             reason = exc.message.splitlines()[0]
+        except LstmlabError:  # not the values' fault (a corpus gone): stop, retry them later
+            self._interrupted(trial._trial_id, trial.number, params)
+            raise
         else:
             tokens = result.state.tokens_seen
             if result.stop_reason == "pruned":
@@ -320,7 +323,6 @@ class _Session:
                 state, value = "complete", result.state.best_valid_bpc
             else:
                 reason = "no finite validation bpc"
-        trial.set_user_attr("tokens", tokens)
         if reason is not None:
             trial.set_user_attr("reason", reason)
         tell = {

@@ -9,59 +9,23 @@ from pathlib import Path
 import pytest
 import yaml
 
+from lstmlab import compare, study
 from lstmlab.config import load_recipe, validate
 from lstmlab.errors import ConfigError
+from lstmlab.tune import distributions, run_study
 
 from support import TINY_RECIPE
-from tiny_run import write_tiny_corpus
-
-optuna = pytest.importorskip("optuna")  # the `tune` extra; part of `dev`, so CI has it
-
-from lstmlab import compare, study  # noqa: E402
-from lstmlab.tune import run_study  # noqa: E402
-
-# The example space of docs/tuning.md, on the tiny test recipe.
-SPACE = {
-    "train.optimizer.lr": {"low": 1.0e-6, "high": 3.0e-2, "log": True},
-    "model.dropout.hidden": {"low": 0.0, "high": 0.5},
-}
-GOOD = {"train.optimizer.lr": 3.0e-2, "model.dropout.hidden": 0.0}
-HOPELESS = {"train.optimizer.lr": 1.0e-6, "model.dropout.hidden": 0.0}  # learns nothing in 4 steps
-
-
-def write_recipe(folder: Path, tune: dict, **train) -> Path:
-    """TINY_RECIPE (4 steps, a validation every 2) with a `tune:` block, on a corpus in `folder`."""
-    data_dir = folder / "data"
-    if not (data_dir / "tiny").is_dir():
-        write_tiny_corpus(data_dir)
-    recipe = copy.deepcopy(TINY_RECIPE)
-    recipe["data"]["data_dir"] = str(data_dir)
-    recipe["train"].update({"max_steps": 4, "eval_every": 2, **train})
-    recipe["tune"] = tune
-    path = folder / "tiny-tune.yaml"
-    path.write_text(yaml.safe_dump(recipe, sort_keys=False), encoding="utf-8")
-    return path
-
-
-PRUNING = {
-    "space": SPACE,
-    "random_trials": 2,
-    "pruner": {"startup_trials": 1, "warmup_validations": 0},
-}
-_STUDY: dict[str, Path] = {}
+from tune_study import GOOD, HOPELESS, SPACE, three_trials_study, write_recipe
 
 
 @pytest.fixture
-def three_trials(tmp_path_factory) -> tuple[Path, Path]:
-    """(recipe, study folder) of one 3-trial study, run once per session: trial 0 trains the
-    good values, trial 1 the hopeless ones (pruned at its first validation), trial 2 is
-    the sampler's. Read-only: copy the folder before continuing the study."""
-    if not _STUDY:
-        root = tmp_path_factory.mktemp("study")
-        recipe = write_recipe(root, PRUNING)
-        _STUDY["recipe"], _STUDY["dir"] = recipe, root / "study"
-        run_study(recipe, trials=3, study_dir=root / "study", first_params=[GOOD, HOPELESS])
-    return _STUDY["recipe"], _STUDY["dir"]
+def optuna():
+    return pytest.importorskip("optuna", reason="the tune extra is not installed")
+
+
+@pytest.fixture
+def three_trials(optuna, tmp_path_factory) -> tuple[Path, Path]:
+    return three_trials_study(tmp_path_factory)
 
 
 def _copy(study_dir: Path, dest: Path) -> Path:
@@ -100,7 +64,7 @@ def test_a_study_writes_its_storage_trial_runs_and_best_recipe(three_trials):
     }
 
 
-def test_a_hopeless_trial_is_pruned_and_its_run_folder_ends_cleanly(three_trials):
+def test_a_hopeless_trial_is_pruned_and_its_run_folder_ends_cleanly(optuna, three_trials):
     _recipe, study_dir = three_trials
     rows = study.read_trials(study_dir)
     good, hopeless = rows[0], rows[1]
@@ -126,7 +90,7 @@ def test_running_again_with_more_trials_adds_exactly_that_many(three_trials, tmp
 
 
 def test_a_trial_left_running_by_a_killed_process_runs_again_with_its_params(
-    three_trials, tmp_path
+    optuna, three_trials, tmp_path
 ):
     recipe, study_dir = three_trials
     copy_dir = _copy(study_dir, tmp_path / "killed")
@@ -145,7 +109,7 @@ def test_a_trial_left_running_by_a_killed_process_runs_again_with_its_params(
     assert rows[4].state in ("complete", "pruned")
 
 
-def test_a_combination_the_recipe_refuses_fails_that_trial_with_the_reason(tmp_path):
+def test_a_combination_the_recipe_refuses_fails_that_trial_with_the_reason(optuna, tmp_path):
     space = {"model.embed_dim": {"choices": [8, 16]}}
     recipe = write_recipe(tmp_path, {"space": space})
     data = yaml.safe_load(recipe.read_text())
@@ -159,7 +123,7 @@ def test_a_combination_the_recipe_refuses_fails_that_trial_with_the_reason(tmp_p
     assert row.run is None and result.best is None and not (tmp_path / "s" / "best.yaml").exists()
 
 
-def test_first_params_must_lie_in_the_space(tmp_path):
+def test_first_params_must_lie_in_the_space(optuna, tmp_path):
     recipe = write_recipe(tmp_path, {"space": SPACE})
     with pytest.raises(ConfigError, match="outside tune.space.train.optimizer.lr"):
         run_study(recipe, trials=1, first_params=[{"train.optimizer.lr": 1.0}])
@@ -168,7 +132,7 @@ def test_first_params_must_lie_in_the_space(tmp_path):
     assert not (tmp_path / "runs").exists()
 
 
-def test_a_recipe_without_a_tune_block_is_refused(tmp_path):
+def test_a_recipe_without_a_tune_block_is_refused(optuna, tmp_path):
     recipe = write_recipe(tmp_path, {"space": SPACE})
     data = yaml.safe_load(recipe.read_text())
     del data["tune"]
@@ -204,7 +168,7 @@ def _with_tune(tune: dict) -> dict:
     return data
 
 
-def test_the_documented_example_space_validates():
+def test_the_documented_example_space_validates(optuna):
     space = {
         "train.optimizer.lr": {"low": 1.0e-4, "high": 1.0e-2, "log": True},
         "model.dropout.hidden": {"low": 0.0, "high": 0.5},
@@ -214,7 +178,7 @@ def test_the_documented_example_space_validates():
     cfg = validate(_with_tune({"metric": "valid_bpc", "space": space}))
     assert cfg.tune.space["model.cell.rounds"].choices == (3, 4, 5, 6)
     assert cfg.tune.pruner.name == "median"
-    dists = __import__("lstmlab.tune").tune.distributions(optuna, cfg)
+    dists = distributions(optuna, cfg)
     assert isinstance(dists["model.cell.rank"], optuna.distributions.IntDistribution)
     assert dists["train.optimizer.lr"].log
 

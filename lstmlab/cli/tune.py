@@ -138,7 +138,8 @@ def tune_cmd(
     from lstmlab.study import require_optuna
     from lstmlab.tune import run_study
 
-    require_optuna().logging.set_verbosity(30)  # warnings only: the command prints the trials
+    optuna = require_optuna()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # the command prints the trials itself
     try:
         result = run_study(
             find_recipe(recipe),
@@ -151,11 +152,11 @@ def tune_cmd(
             progress=RichProgress(),
             on_event=print_tune_event,
         )
-    except KeyboardInterrupt:  # a second Ctrl-C: stop now; the study storage is transactional
+    except KeyboardInterrupt:  # between trials, or a second Ctrl-C: the storage is transactional
         fail(
             UsageError(
-                "tuning stopped at once by a second Ctrl-C; the study and its finished trials "
-                "are kept, the interrupted trial's parameters run first when it continues",
+                "tuning stopped at once by Ctrl-C; the study and its finished trials are kept, "
+                "and a trial it interrupted runs first when the study continues",
                 hint="continue with the same `lstmlab tune` command",
             )
         )
