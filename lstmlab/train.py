@@ -688,9 +688,10 @@ def fit(
     `warning` and `signal` notices that are not written to metrics.jsonl.
     Under torchrun, pass the `DistContext`: every rank runs this function on its
     block of streams, and only rank 0 writes metrics, progress and checkpoints.
-    `stop_early` sees every validation record (on rank 0); a reason it returns
-    ends the run there as a budget would: last.pt saved, an `end` record with
-    that reason (`lstmlab tune` prunes trials so). The recipe's `tune` block is
+    `stop_early` sees each periodic validation's record (on rank 0; not the final
+    one a budget ends with); a reason it returns ends the run there as a budget
+    would: last.pt saved, an `end` record with that reason (`lstmlab tune` prunes
+    trials so). The recipe's `tune` block is
     not a setting of the run: it is dropped, and the run folder never records it.
     """
     device = torch.device(device)

@@ -84,9 +84,11 @@ def test_running_again_with_more_trials_adds_exactly_that_many(three_trials, tmp
     assert [r.number for r in result.trials] == [0, 1, 2, 3]
     assert result.trials[3].state in ("complete", "pruned")
     assert (copy_dir / "trial-0003" / "config.yaml").is_file()
-    # a study already at its count trains nothing
+    # a study already at its count trains nothing; a passed --timeout starts no trial
     again = run_study(recipe, trials=4, study_dir=copy_dir)
-    assert len(again.trials) == 4
+    assert len(again.trials) == 4 and again.stopped == "trials"
+    timed = run_study(recipe, trials=9, study_dir=copy_dir, timeout_min=0)
+    assert len(timed.trials) == 4 and timed.stopped == "timeout"
 
 
 def test_a_trial_left_running_by_a_killed_process_runs_again_with_its_params(
