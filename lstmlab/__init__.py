@@ -30,6 +30,7 @@ _EXPORTS = {
     "resume_config": "lstmlab.resume",
     "plan_recipes": "lstmlab.zoo",
     "train_recipes": "lstmlab.zoo",
+    "run_study": "lstmlab.tune",
     "evaluate_run": "lstmlab.evaluate",
     "write_eval": "lstmlab.evaluate",
     "sample_text": "lstmlab.generate",

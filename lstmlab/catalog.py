@@ -210,6 +210,9 @@ def type_text(annotation) -> str:
         if len(args) == 2 and args[1] is Ellipsis:
             return f"[{type_text(args[0])}, ...]"
         return "[" + ", ".join(type_text(a) for a in args) + "]"
+    if typing.get_origin(annotation) is dict:
+        key, value = typing.get_args(annotation)
+        return f"{{{type_text(key)}: {type_text(value)}}}"
     if typing.get_origin(annotation) in (typing.Union, UnionType):
         return " | ".join(dict.fromkeys(type_text(a) for a in typing.get_args(annotation)))
     if annotation is NoneType:
@@ -339,6 +342,9 @@ def _schema_sections(model: type[BaseModel], path: str) -> list[tuple[str, type[
     out = [(path, model)]
     for name, info in model.model_fields.items():
         sections = _sections(info.annotation)
+        if typing.get_origin(info.annotation) is dict:  # tune.space: a section per key
+            sections = _sections(typing.get_args(info.annotation)[1])
+            name = f"{name}.<path>"
         if len(sections) == 1:
             out += _schema_sections(sections[0], f"{path}.{name}" if path else name)
     return out

@@ -26,6 +26,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic.fields import FieldInfo
 
 from lstmlab.cells.configs import (
     CELL_CONFIGS,
@@ -505,6 +506,88 @@ class EvalConfig(Frozen):
     )
 
 
+# A value `choices` may list: what YAML writes as a scalar (optuna stores these as they are).
+Choice = bool | Int | Float | str | None
+
+
+class TuneDimension(Frozen):
+    """One searched recipe field: a range (low, high, log, int) or a list of choices."""
+
+    low: Float | None = Field(
+        default=None, description="Smallest value of a range (with high; not with choices)."
+    )
+    high: Float | None = Field(
+        default=None, description="Largest value of a range, above low (inclusive)."
+    )
+    log: bool = Field(default=False, description="Sample the range on a log scale (needs low > 0).")
+    int: bool | None = Field(
+        default=None,
+        description="Sample whole numbers; null: whole numbers exactly when the field is an integer.",
+    )
+    choices: tuple[Choice, ...] | None = Field(
+        default=None,
+        min_length=1,
+        description="The values to choose from (scalars), instead of a range.",
+    )
+
+    @model_validator(mode="after")
+    def _a_range_or_choices(self) -> TuneDimension:
+        ranged = self.low is not None or self.high is not None
+        if self.choices is not None:
+            if ranged or self.log or self.int is not None:
+                raise ValueError("give either choices or a range (low, high, log, int), not both")
+            return self
+        if self.low is None or self.high is None:
+            raise ValueError("give a range (low and high) or choices")
+        if not self.low < self.high:
+            raise ValueError(f"low {self.low:g} must be below high {self.high:g}")
+        if self.log and self.low <= 0:
+            raise ValueError(f"log needs low > 0 (low is {self.low:g})")
+        return self
+
+
+class PrunerConfig(Frozen):
+    """When `lstmlab tune` stops a trial early: Optuna's median rule on validation bpc."""
+
+    name: Literal["median", "none"] = Field(
+        default="median",
+        description="median: stop a trial whose validation bpc is worse than the median of "
+        "earlier trials at the same tokens seen; none: every trial runs its whole budget.",
+    )
+    startup_trials: Int = Field(
+        default=2, ge=0, le=MAX_COUNT, description="Trials that finish before any is pruned."
+    )
+    warmup_validations: Int = Field(
+        default=1,
+        ge=0,
+        le=MAX_COUNT,
+        description="Validations a trial makes before it may be pruned.",
+    )
+
+
+class TuneConfig(Frozen):
+    """The search space of `lstmlab tune`; read by `lstmlab tune` only (`lstmlab train` ignores it)."""
+
+    metric: Literal["valid_bpc"] = Field(
+        default="valid_bpc",
+        description="What the study minimises: a trial's best validation bpc.",
+    )
+    space: dict[str, TuneDimension] = Field(
+        min_length=1,
+        description="Searched fields by dotted recipe path (e.g. train.optimizer.lr), each a "
+        "range or choices; every other field keeps the recipe's value.",
+    )
+    random_trials: Int = Field(
+        default=5,
+        ge=1,
+        le=MAX_COUNT,
+        description="Trials sampled at random before the TPE sampler models the results.",
+    )
+    pruner: PrunerConfig = Field(
+        default=PrunerConfig(), description="When a trial is stopped early."
+    )
+
+
 class RunConfig(Frozen):
     """A complete recipe: everything a run depends on."""
 
@@ -527,6 +610,11 @@ class RunConfig(Frozen):
     model: ModelConfig = Field(description="The network.")
     train: TrainConfig = Field(description="How to train it.")
     eval: EvalConfig = Field(default=EvalConfig(), description="How `lstmlab eval` scores it.")
+    tune: TuneConfig | None = Field(
+        default=None,
+        description="Search space for `lstmlab tune`; a declaration, not a setting of the run: "
+        "`lstmlab train` ignores it and run folders never record it.",
+    )
 
     @field_validator("schema_version", mode="before")
     @classmethod
@@ -549,7 +637,14 @@ class RunConfig(Frozen):
         return value
 
     def to_dict(self) -> dict:
-        return self.model_dump(mode="json")
+        data = self.model_dump(mode="json")
+        if data.get("tune") is None:
+            data.pop("tune", None)  # recipes without a search space read as they always did
+        return data
+
+    def without_tune(self) -> RunConfig:
+        """The recipe a run trains: the same, without the search space (not a setting of a run)."""
+        return self if self.tune is None else self.model_copy(update={"tune": None})
 
 
 # ---------------------------------------------------------------- errors
@@ -730,7 +825,7 @@ def validate(data: Mapping, where: str = "recipe") -> RunConfig:
     if not isinstance(data, Mapping):
         raise ConfigError(f"{where}: must be a mapping of sections (data, model, train, ...)")
     try:
-        return RunConfig.model_validate(dict(data))
+        cfg = RunConfig.model_validate(dict(data))
     except ValidationError as exc:
         raise ConfigError(
             _format_errors(exc, where),
@@ -738,6 +833,103 @@ def validate(data: Mapping, where: str = "recipe") -> RunConfig:
         ) from None
     except (TypeError, ValueError) as exc:  # odd YAML types pydantic does not wrap
         raise ConfigError(f"{where}: {exc}") from None
+    problems = tune_problems(cfg)
+    if problems:
+        raise ConfigError(
+            "\n".join(f"{where}: tune.space.{p}" for p in problems),
+            hint="name a numeric field of this recipe (see `lstmlab train RECIPE --dry-run`)",
+        )
+    return cfg
+
+
+# ---------------------------------------------------------------- the search space
+
+
+def tune_field(cfg: RunConfig, path: str) -> FieldInfo:
+    """The schema field a dotted recipe path names in `cfg` (ValueError saying why not)."""
+    node: Any = cfg
+    info = None
+    for depth, part in enumerate(path.split(".")):
+        where = ".".join(path.split(".")[:depth])
+        if node is None:
+            raise ValueError(f"{where} is null in this recipe")
+        if not isinstance(node, BaseModel):
+            raise ValueError(f"{where} is a value, not a section")
+        info = type(node).model_fields.get(part)
+        if info is None or part == "tune":
+            raise ValueError(f"the recipe has no field {part!r} under {where or 'the top level'}")
+        node = getattr(node, part)
+    if isinstance(node, BaseModel):
+        raise ValueError("is a section, not a value")
+    return info
+
+
+def _scalar_types(annotation) -> set[type]:
+    """The plain types a field holds, through Annotated, Optional and unions."""
+    if typing.get_origin(annotation) is typing.Annotated:
+        return _scalar_types(typing.get_args(annotation)[0])
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        return {t for arg in typing.get_args(annotation) for t in _scalar_types(arg)}
+    if typing.get_origin(annotation) is Literal:
+        return {type(v) for v in typing.get_args(annotation)}
+    if typing.get_origin(annotation) is not None:  # tuple[...], dict[...]: not a single value
+        return {typing.get_origin(annotation)}
+    return {annotation} if isinstance(annotation, type) else {object}
+
+
+def is_integer_field(info: FieldInfo) -> bool:
+    return int in _scalar_types(info.annotation) and float not in _scalar_types(info.annotation)
+
+
+def _refusal(info: FieldInfo, value: Any) -> str | None:
+    """Why the field alone refuses `value` (its type and bounds; cross-field rules aside)."""
+    from pydantic import TypeAdapter
+
+    try:
+        annotation = info.annotation
+        if info.metadata:  # the field's bounds (gt, le, ...)
+            annotation = typing.Annotated[(annotation, *info.metadata)]
+        TypeAdapter(annotation).validate_python(value)
+    except ValidationError as exc:
+        return exc.errors()[0]["msg"]
+    return None
+
+
+def tune_problems(cfg: RunConfig) -> list[str]:
+    """Each searched path that names no numeric (range) or scalar (choices) field of `cfg`,
+    or whose bounds or choices that field refuses; one line each, starting with the path."""
+    problems: list[str] = []
+    for path, dim in cfg.tune.space.items() if cfg.tune else ():
+        try:
+            info = tune_field(cfg, path)
+        except ValueError as exc:
+            problems.append(f"{path}: {exc}")
+            continue
+        kinds = _scalar_types(info.annotation)
+        if dim.choices is not None:
+            if kinds & {tuple, list, dict, object}:
+                problems.append(f"{path}: choices apply to single values, this field is a list")
+                continue
+            values = [("choice", v) for v in dim.choices]
+        elif not kinds & {int, float}:
+            problems.append(f"{path}: a range needs a numeric field; give choices instead")
+            continue
+        else:
+            whole = dim.int if dim.int is not None else is_integer_field(info)
+            if dim.int is False and is_integer_field(info):
+                problems.append(f"{path}: the field is an integer; drop `int: false`")
+                continue
+            if whole and not (dim.low.is_integer() and dim.high.is_integer()):
+                problems.append(f"{path}: whole-number sampling needs whole-number low and high")
+                continue
+            cast = int if whole and is_integer_field(info) else float
+            values = [("low", cast(dim.low)), ("high", cast(dim.high))]
+        problems += [
+            f"{path}: {label} {value!r} is refused: {why}"
+            for label, value in values
+            if (why := _refusal(info, value)) is not None
+        ]
+    return problems
 
 
 def load_recipe(path: Path | str, overrides: Iterable[str] = ()) -> RunConfig:
@@ -754,14 +946,19 @@ __all__ = [
     "MAX_COUNT",
     "MAX_SIZE",
     "ModelConfig",
+    "PrunerConfig",
     "OptimizerConfig",
     "Reference",
     "RunConfig",
     "ScheduleConfig",
     "TrainConfig",
+    "TuneConfig",
+    "TuneDimension",
     "apply_overrides",
     "load_recipe",
     "load_yaml",
     "parse_override",
+    "tune_field",
+    "tune_problems",
     "validate",
 ]

@@ -363,6 +363,11 @@ class RunLock:
         return False
 
 
+def lock_folder(folder: Path | str, command: str | None = None) -> RunLock:
+    """Take the one-writer lock of another lstmlab folder (a study's) as of a run folder."""
+    return _acquire(Path(folder), command)
+
+
 # ---------------------------------------------------------------- claiming a folder
 
 
@@ -444,8 +449,8 @@ def _inside(path: Path, folder: Path) -> bool:
     return path == folder or folder in path.parents
 
 
-def _check_fresh_place(run_dir: Path, data_root: Path | None) -> None:
-    """Refuse the working directory, its parents and the data root; check the run's name."""
+def check_fresh_place(run_dir: Path, data_root: Path | None) -> None:
+    """Refuse the working directory, its parents and the data root; check the folder's name."""
     target = run_dir.resolve()
     cwd = Path.cwd().resolve()
     if _inside(cwd, target):
@@ -525,7 +530,7 @@ def claim_run_dir(
         lock = _acquire(run_dir, command)
         (run_dir / CHECKPOINTS).mkdir(exist_ok=True)
         return lock
-    _check_fresh_place(run_dir, None if data_root is None else Path(data_root))
+    check_fresh_place(run_dir, None if data_root is None else Path(data_root))
     if run_dir.is_symlink() and not run_dir.exists():
         raise UsageError(
             f"run folder {run_dir} is a symbolic link to nothing",

@@ -678,6 +678,7 @@ def fit(
     progress: Progress | None = None,
     on_event: Callable[[dict], None] | None = None,
     dist: DistContext = SINGLE,
+    stop_early: Callable[[dict], str | None] | None = None,
 ) -> TrainResult:
     """Train `cfg` into `run_dir`; with `resume`, continue from its last.pt.
 
@@ -687,9 +688,14 @@ def fit(
     `warning` and `signal` notices that are not written to metrics.jsonl.
     Under torchrun, pass the `DistContext`: every rank runs this function on its
     block of streams, and only rank 0 writes metrics, progress and checkpoints.
+    `stop_early` sees each periodic validation's record (on rank 0; not the final
+    one a budget ends with); a reason it returns ends the run there as a budget
+    would: last.pt saved, an `end` record with that reason (`lstmlab tune` prunes
+    trials so). The recipe's `tune` block is
+    not a setting of the run: it is dropped, and the run folder never records it.
     """
     device = torch.device(device)
-    cfg = with_absolute_data_dir(cfg)
+    cfg = with_absolute_data_dir(cfg.without_tune())
     corpus = open_run_corpus(cfg, verify=True)
     if not (resume and cfg.model.sized):  # a resumed config.yaml keeps its recorded width
         cfg = cfg.model_copy(update={"model": resolve(cfg.model, corpus.vocab_size)})
@@ -707,7 +713,7 @@ def fit(
             cfg, Path(run_dir), resume=resume, device=device, dist=dist, corpus=corpus
         )
         first_step = run.progress.step
-        result = _loop(run, changes, progress, on_event)
+        result = _loop(run, changes, progress, on_event, stop_early)
     except BaseException as exc:
         if trackers is not None:
             trackers.close(status_of(exc))
@@ -797,7 +803,9 @@ def _begin(run: Run, changes: list[str], emit, announce) -> None:
         )
 
 
-def _loop(run: Run, changes: list[str], progress: Progress | None, on_event) -> TrainResult:
+def _loop(
+    run: Run, changes: list[str], progress: Progress | None, on_event, stop_early=None
+) -> TrainResult:
     """The training loop proper, from a started run to its end record."""
     tcfg, dist, p = run.cfg.train, run.dist, run.progress
     bar_progress = (progress or NullProgress()) if dist.is_main else NullProgress()
@@ -837,6 +845,7 @@ def _loop(run: Run, changes: list[str], progress: Progress | None, on_event) -> 
             # validate and checkpoint on their cadence
             if reason is None and p.step % tcfg.eval_every == 0:
                 final_valid = _validate_and_save(run, stop, emit)
+                reason = _stopped_early(run, stop_early, final_valid)
             elif reason is None and tcfg.checkpoint_every and p.step % tcfg.checkpoint_every == 0:
                 save(run, "last")
             meter.tick(run)
@@ -925,6 +934,14 @@ def _agreed_stop(run: Run, stop: _StopRequest) -> str | None:
         reason = reason or ("max_minutes" if over else None)
         if signalled and stop.signum is None:
             stop.signum = signal.SIGTERM
+    return reason
+
+
+def _stopped_early(run: Run, stop_early, record: dict) -> str | None:
+    """The caller's reason to end after this validation (rank 0 decides; every rank follows)."""
+    reason = stop_early(record) if stop_early is not None and run.dist.is_main else None
+    if run.dist.enabled:
+        reason = run.dist.broadcast(reason)
     return reason
 
 

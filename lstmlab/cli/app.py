@@ -21,6 +21,7 @@ from lstmlab.cli.runs import runs_cmd
 from lstmlab.cli.sample import sample_cmd
 from lstmlab.cli.score import score_cmd
 from lstmlab.cli.train import train_cmd
+from lstmlab.cli.tune import tune_cmd
 
 app = typer.Typer(
     name="lstmlab",
@@ -39,7 +40,7 @@ def _version(value: bool) -> None:
 
 
 # Commands that run networks: they keep freed tensor memory in the process (allocator.py).
-COMPUTE_COMMANDS = frozenset({"train", "eval", "sample", "score", "bench"})
+COMPUTE_COMMANDS = frozenset({"train", "tune", "eval", "sample", "score", "bench"})
 
 
 @app.callback()
@@ -59,6 +60,7 @@ def root(
 
 app.command("prepare")(prepare_cmd)
 app.command("train")(train_cmd)
+app.command("tune")(tune_cmd)
 app.command("eval")(eval_cmd)
 app.command("sample")(sample_cmd)
 app.command("score")(score_cmd)

@@ -12,6 +12,7 @@ from rich.table import Table
 from lstmlab import compare
 from lstmlab.cli.common import console, err_console, handle_errors, print_table
 from lstmlab.errors import UsageError
+from lstmlab.study import is_study_dir
 
 
 def print_comparison(
@@ -104,6 +105,8 @@ def compare_cmd(
         raise UsageError("--context goes with --format markdown", hint="drop --context")
     from lstmlab.runs import resolve_run
 
+    if any(is_study_dir(p) for p in paths):
+        return _compare_study(paths, format, plot)
     rows, warnings = compare.collect([resolve_run(p) for p in paths], allow_mixed=allow_mixed)
     for warning in warnings:
         err_console.print(f"[yellow]warning:[/] {warning}", soft_wrap=True)
@@ -112,3 +115,21 @@ def compare_cmd(
     print_comparison(rows, format)
     if plot is not None:
         err_console.print(f"[dim]wrote {compare.save_plot(rows, plot)}[/]")
+
+
+def _compare_study(paths: list[Path], fmt: str, plot: Path | None) -> None:
+    """A study folder (lstmlab tune): its trials, and the trials' curves with --plot."""
+    from lstmlab.cli.tune import print_study
+    from lstmlab.study import read_trials, trial_run_dirs
+
+    if len(paths) > 1:
+        raise UsageError(
+            "a study folder is compared on its own", hint="pass one study folder to compare"
+        )
+    rows = read_trials(paths[0])
+    if not rows:
+        raise UsageError(f"study {paths[0]} has no trial yet", hint="run `lstmlab tune` first")
+    print_study(rows, fmt, title=f"study {paths[0]}")
+    if plot is not None:
+        runs_rows, _warnings = compare.collect(trial_run_dirs(rows))
+        err_console.print(f"[dim]wrote {compare.save_plot(runs_rows, plot)}[/]")

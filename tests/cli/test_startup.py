@@ -16,7 +16,7 @@ import contextlib, io, runpy, sys
 sys.argv = {argv!r}
 with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):
     runpy.run_module("lstmlab", run_name="__main__")
-heavy = [m for m in ("torch", "numpy", "datasets", "sentencepiece") if m in sys.modules]
+heavy = [m for m in ("torch", "numpy", "datasets", "sentencepiece", "optuna") if m in sys.modules]
 print("IMPORTED", ",".join(heavy))
 """
 
@@ -27,6 +27,7 @@ print("IMPORTED", ",".join(heavy))
         (["lstmlab", "--help"], {}),
         (["lstmlab", "--version"], {}),
         (["lstmlab", "train", "--help"], {}),
+        (["lstmlab", "tune", "--help"], {}),
         (["lstmlab", "score", "-h"], {}),
         (
             ["lstmlab"],
