@@ -7,18 +7,25 @@ STAMP := $(VENV)/.installed-$(TORCH_VERSION)
 DEMO_DIR := runs/demo
 PTB_SHARED := ../shared/data/ptb
 LSTMLAB := $(VENV)/bin/lstmlab
-# `make zoo`: every recipes/tiny/*.yaml on an equal token budget (ZOO_TOKENS each), then the
-# comparison; `make zoo ZOO_MINUTES=2` trains them on equal step time instead. Every other
-# budget of the recipes is nulled, so the final figures compare the same amount of training.
-ZOO_TOKENS ?= 1500000
+# `make zoo`: every recipes/tiny/*.yaml with its learning rate tuned (`lstmlab tune`,
+# ZOO_TRIALS trials on ZOO_TUNE_TOKENS tokens; ZOO_TRIALS=0 keeps the recipes' own), then
+# trained with each of ZOO_SEEDS on an equal token budget (ZOO_TOKENS), then compared;
+# `make zoo ZOO_MINUTES=2` trains on equal step time instead. Every other budget of the
+# recipes is nulled, so the final figures compare the same amount of training.
+ZOO_TOKENS ?= 1000000
 ZOO_MINUTES ?=
+ZOO_SEEDS ?= 0,1,2
+ZOO_TRIALS ?= 5
+ZOO_TUNE_TOKENS ?= 500000
 ZOO_DIR ?= runs/zoo
+NO_OTHER_BUDGET := --set train.max_steps=null --set train.max_epochs=null
 ifeq ($(strip $(ZOO_MINUTES)),)
 ZOO_BUDGET := --set train.max_tokens=$(ZOO_TOKENS) --set train.max_minutes=null
 else
 ZOO_BUDGET := --set train.max_minutes=$(ZOO_MINUTES) --set train.max_tokens=null
 endif
-ZOO_BUDGET += --set train.max_steps=null --set train.max_epochs=null
+ZOO_BUDGET += $(NO_OTHER_BUDGET)
+TUNE_BUDGET := --set train.max_tokens=$(ZOO_TUNE_TOKENS) --set train.max_minutes=null $(NO_OTHER_BUDGET)
 
 .PHONY: install demo test lint bench clean zoo
 
@@ -49,11 +56,16 @@ demo: install
 zoo: install
 	if [ -f $(PTB_SHARED)/ptb.char.train.txt ]; then corpus=ptb; $(LSTMLAB) prepare ptb --source $(PTB_SHARED); \
 	else corpus=builtin; $(LSTMLAB) prepare builtin; fi && \
-	{ $(LSTMLAB) train recipes/tiny --runs-dir $(ZOO_DIR) --force --set data.corpus=$$corpus \
-	    $(ZOO_BUDGET) || echo "zoo: some recipes failed"; }
-	for run in $(ZOO_DIR)/*/; do $(LSTMLAB) eval $$run --split test || echo "zoo: eval of $$run failed"; done
+	recipes=recipes/tiny && if [ "$(ZOO_TRIALS)" -gt 0 ]; then recipes=; \
+	  for recipe in recipes/tiny/*.yaml; do cell=$$(basename $$recipe .yaml); \
+	    $(LSTMLAB) tune $$recipe --trials $(ZOO_TRIALS) --study-dir $(ZOO_DIR)/tune/$$cell \
+	      --set data.corpus=$$corpus $(TUNE_BUDGET) && recipes="$$recipes $(ZOO_DIR)/tune/$$cell/best.yaml" \
+	      || echo "zoo: tuning $$cell failed"; done; fi && \
+	{ $(LSTMLAB) train $$recipes --seeds $(ZOO_SEEDS) --runs-dir $(ZOO_DIR)/runs --force \
+	    --set data.corpus=$$corpus $(ZOO_BUDGET) || echo "zoo: some recipes failed"; }
+	for run in $(ZOO_DIR)/runs/*/; do $(LSTMLAB) eval $$run --split test || echo "zoo: eval of $$run failed"; done
 	mkdir -p docs
-	$(LSTMLAB) compare $(ZOO_DIR) --format markdown --context --plot docs/results.png > docs/results.md
+	$(LSTMLAB) compare $(ZOO_DIR)/runs --format markdown --context --plot docs/results.png > docs/results.md
 	sed -i -e '/results:begin/,/results:end/{/results:begin/!{/results:end/!d}}' \
 	    -e '/results:begin/r docs/results.md' README.md
 

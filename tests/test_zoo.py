@@ -105,12 +105,26 @@ def test_make_zoo_trains_on_equal_tokens_and_deletes_nothing(tmp_path):
             text=True,
             check=True,
         ).stdout
-        return next(line for line in out.splitlines() if "train.max_" in line)
+        return out.replace("\\\n", " ").splitlines()  # one line per shell command
+
+    def line_with(lines, needle):
+        return next(line for line in lines if needle in line)
 
     by_tokens, by_time = commands(), commands("ZOO_MINUTES=2")
-    assert "--set train.max_tokens=1500000 --set train.max_minutes=null" in by_tokens
-    assert "--set train.max_minutes=2 --set train.max_tokens=null" in by_time
-    for line in (by_tokens, by_time):
+    assert "--set train.max_tokens=1000000 --set train.max_minutes=null" in line_with(
+        by_tokens, "--seeds 0,1,2"
+    )
+    assert "--set train.max_minutes=2 --set train.max_tokens=null" in line_with(by_time, "--seeds")
+    # the learning rate is tuned first, on its own token budget, and the winners are trained
+    tune = line_with(by_tokens, "lstmlab tune")
+    assert "--trials 5" in tune and f"--study-dir {tmp_path}/tune/" in tune
+    assert "--set train.max_tokens=500000 --set train.max_minutes=null" in line_with(
+        by_tokens, "train.max_tokens=500000"
+    )
+    untuned = commands("ZOO_TRIALS=0")
+    assert 'if [ "0" -gt 0 ]' in "\n".join(untuned)  # ZOO_TRIALS=0 trains recipes/tiny as they are
+    for lines in (by_tokens, by_time):
+        line = line_with(lines, "--seeds")
         assert "train.max_steps=null" in line and "train.max_epochs=null" in line
     out = subprocess.run(
         ["make", "-n", "zoo", f"ZOO_DIR={tmp_path}"],
