@@ -161,9 +161,11 @@ def test_recipes_exist_for_every_corpus():
 def test_tiny_recipes_match_the_lstm_budget(cell):
     lstm = load_recipe(REPO / "recipes" / "tiny" / "lstm.yaml")
     cfg = load_recipe(REPO / "recipes" / "tiny" / f"{cell}.yaml")
-    assert cfg.train.max_minutes == lstm.train.max_minutes
+    assert cfg.train.max_tokens == lstm.train.max_tokens and cfg.model.params == lstm.model.params
     params = build_model(cfg.model, vocab_size=103).num_parameters()
-    assert abs(params - 889_127) < 0.05 * 889_127  # tiny/lstm.yaml on the builtin corpus
+    ref = build_model(lstm.model, vocab_size=103).num_parameters()  # 996,503 on the builtin corpus
+    # mLSTM's inner width moves in multiples of 64, so it lands up to ~12% under the budget
+    assert 0.85 * ref < params <= lstm.model.params
 
 
 @pytest.mark.parametrize("path", XLSTM_RECIPES, ids=lambda p: str(p.relative_to(REPO / "recipes")))
@@ -179,6 +181,7 @@ def test_recipes_say_they_are_derived_and_train_two_steps(path, tiny_corpus, tmp
     model["embed_dim"] = 16
     if "slstm_at" not in model:
         model["num_layers"] = 2
+    model.pop("params", None)  # a written width instead of the tiny recipes' budget
     for key in ("cell", "slstm"):
         if key in model:
             model[key]["hidden_dim"] = 16
