@@ -133,6 +133,23 @@ class MultiplicativeConfig(_CellBase):
         lt=1.0,
         description="Probability of locked (variational) dropout on h_{t-1}, one mask per window and stream.",
     )
+    state_dropout_on_output: bool = Field(
+        default=False,
+        description=(
+            "Krause et al.'s variant: the state-dropout mask also multiplies the layer's output "
+            "h_t, so the softmax (or next layer) reads the dropped h the recurrence reads; "
+            "false drops h only where it re-enters the recurrence. Needs state_dropout > 0."
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _mask_to_share(self) -> MultiplicativeConfig:
+        if self.state_dropout_on_output and self.state_dropout == 0.0:
+            raise ValueError(
+                "state_dropout_on_output shares the state-dropout mask: set state_dropout > 0 "
+                "or drop state_dropout_on_output"
+            )
+        return self
 
 
 class MLSTMConfig(_CellBase):
