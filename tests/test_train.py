@@ -519,3 +519,35 @@ def test_resume_with_activation_penalties_is_bit_identical(tiny_corpus, tmp_path
     fit(_cfg("train.max_steps=8", *awd), split, resume=True)
     a, b = _params(straight), _params(split)
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+# ---------------------------------------------------------------- LAMB's L2 convention
+
+
+def test_adam_weight_decay_is_lambs_loss_side_l2_on_the_window_sum(tiny_corpus, tmp_path):
+    """LAMB (lamb/lm.py) minimises mean_streams(sum_t xe) + l2 * sum_v tf.nn.l2_loss(v), with
+    tf.nn.l2_loss(v) = sum(v^2)/2, over every trainable variable. Adam's coupled weight_decay
+    adds wd * v to the gradient, so wd = l2 with loss: window_sum and decay: all."""
+    from lstmlab.train import next_window, train_step
+
+    l2 = 0.05
+    no_dropout = [f"model.dropout.{k}=0.0" for k in TINY_RECIPE["model"]["dropout"]]
+    run = _started(
+        tmp_path,
+        *no_dropout,
+        "train.loss=window_sum",
+        "train.grad_clip=null",
+        "train.optimizer.betas=[0.0, 0.999]",  # beta1 0: Adam's first moment is the gradient
+        f"train.optimizer.weight_decay={l2}",
+        "train.optimizer.decay=all",
+    )
+    x, y = next_window(run)
+    state = run.model.initial_state(x.shape[0])
+    logits, _ = run.model(x, state)
+    xe = torch.nn.functional.cross_entropy(logits.transpose(1, 2), y, reduction="none")  # (B, T)
+    params = list(run.model.parameters())
+    lamb = xe.sum(dim=1).mean() + l2 * sum((p**2).sum() / 2 for p in params)
+    by_hand = torch.autograd.grad(lamb, params)
+    train_step(run, x, y)
+    for p, g in zip(params, by_hand, strict=True):
+        torch.testing.assert_close(run.optimizer.state[p]["exp_avg"], g, rtol=1e-5, atol=1e-7)
