@@ -413,6 +413,28 @@ class TrainConfig(Frozen):
             "(= bptt x mean), as LAMB/Mogrifier train, so their grad_clip and weight_decay apply unchanged."
         ),
     )
+    ar_alpha: Float = Field(
+        default=0.0,
+        ge=0.0,
+        le=1e6,
+        description=(
+            "AWD-LSTM's activation regularisation (AR): adds ar_alpha x the mean (over streams, "
+            "steps and units) of the squared last-layer output after its dropout (model.dropout."
+            "output) to the training objective; 0: off. Logged loss and bpc stay the pure "
+            "cross-entropy; the penalty is logged as `penalty`."
+        ),
+    )
+    tar_beta: Float = Field(
+        default=0.0,
+        ge=0.0,
+        le=1e6,
+        description=(
+            "AWD-LSTM's temporal activation regularisation (TAR): adds tar_beta x the mean "
+            "squared difference h_t - h_(t-1) of consecutive last-layer outputs before dropout, "
+            "within each window; 0: off. With loss: window_sum the penalties are scaled by bptt "
+            "like the cross-entropy."
+        ),
+    )
     on_nonfinite: Literal["stop", "skip"] = Field(
         default="stop",
         description="On a NaN/inf loss or gradient: stop the run (keeping its checkpoints), or skip the step.",

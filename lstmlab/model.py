@@ -15,6 +15,8 @@ Shapes: B batch, T window, E embed_dim, H hidden size, V vocabulary.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -38,6 +40,13 @@ def embedding_dropout(weight: Tensor, p: float, training: bool) -> Tensor:
         return weight
     mask = weight.new_empty(weight.shape[0], 1).bernoulli_(1.0 - p) / (1.0 - p)  # (V, 1)
     return weight * mask
+
+
+class LastLayer(NamedTuple):
+    """The last layer's output over a window, before and after its dropout: (B, T, H) each."""
+
+    raw: Tensor
+    dropped: Tensor
 
 
 def layer_sizes(cfg: ModelConfig) -> list[tuple[int, int]]:
@@ -80,22 +89,29 @@ class LanguageModel(nn.Module):
             layer.initial_state(batch_size, device=device, dtype=dtype) for layer in self.layers
         ]
 
-    def forward(self, ids: Tensor, state: list) -> tuple[Tensor, list]:
-        """ids (B, T) -> logits (B, T, V), next state."""
+    def forward(self, ids: Tensor, state: list, *, return_last: bool = False):
+        """ids (B, T) -> logits (B, T, V), next state.
+
+        With `return_last` a third value follows: `LastLayer(raw, dropped)`, the last
+        layer's output (B, T, H) before and after its dropout, which AWD-LSTM's activation
+        penalties read (AWD's `return_h`). It costs nothing: both tensors exist anyway.
+        """
         drop = self.cfg.dropout
         weight = embedding_dropout(self.embedding.weight, drop.embedding, self.training)
         x = locked_dropout(F.embedding(ids, weight), drop.input, self.training)  # (B, T, E)
-        new_state, total = [], 0.0
+        new_state, total, raw = [], 0.0, x
         for index, (layer, layer_state) in enumerate(zip(self.layers, state)):
-            x, s = layer(x, layer_state)  # (B, T, H)
+            raw, s = layer(x, layer_state)  # (B, T, H)
             new_state.append(s)
             p = drop.output if index == len(self.layers) - 1 else drop.hidden
-            x = locked_dropout(x, p, self.training)
+            x = locked_dropout(raw, p, self.training)
             if self.cfg.output_from == "sum":
                 total = total + x  # each layer's output after its own dropout
         out = x if self.cfg.output_from == "last" else total
         if self.final_norm is not None:
             out = self.final_norm(out)
+        if return_last:
+            return self.head(out), new_state, LastLayer(raw, x)  # (B, T, V)
         return self.head(out), new_state  # (B, T, V)
 
     def num_parameters(self) -> int:

@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from lstmlab import runs
-from lstmlab.config import RunConfig, load_recipe
+from lstmlab.config import RunConfig, load_recipe, validate
 from lstmlab.corpora.store import Corpus, prepare_command
 from lstmlab.errors import ConfigError, CorpusError, UsageError
 
@@ -52,8 +52,19 @@ def check_architecture(cfg: RunConfig, stored: dict, where: Path) -> None:
         )
 
 
+def with_current_defaults(stored: dict) -> dict:
+    """A checkpoint's recipe with the fields added since it was written at their defaults
+    (as its config.yaml loads), so that they do not count as changes; as stored if it no
+    longer validates."""
+    try:
+        return validate(stored).to_dict()
+    except ConfigError:
+        return stored
+
+
 def resume_changes(cfg: RunConfig, stored: dict, where: Path) -> list[str]:
     """The fields `cfg` changes against the checkpoint's recipe; refuses the fixed ones."""
+    stored = with_current_defaults(stored)
     check_architecture(cfg, stored, where)
     diffs = diff_keys(stored, cfg.to_dict(), "")
     fixed = [d for d in diffs if any(d == f or d.startswith(f + ".") for f in FIXED_ON_RESUME)]

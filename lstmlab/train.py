@@ -54,7 +54,7 @@ from lstmlab.errors import (
 )
 from lstmlab.evaluate import EvalResult, EvaluationStopped, evaluate, rows_for_rank
 from lstmlab.finetune import init_from
-from lstmlab.model import LanguageModel, build_model
+from lstmlab.model import LanguageModel, LastLayer, build_model
 from lstmlab.optim import apply_optimizer_settings, build_optimizer, lr_factor, total_steps
 from lstmlab.progress import NullProgress, Progress
 from lstmlab.resume import check_same_corpus, corpus_identity, resume_changes
@@ -522,6 +522,22 @@ class StepOutcome:
     loss: torch.Tensor  # this process's mean per-token loss (nats), detached
     lr: float  # the learning rate the step used
     reason: str | None = None  # why a step was skipped
+    penalty: torch.Tensor | None = None  # AR + TAR added to the objective, detached; None: off
+
+
+def activation_penalty(last: LastLayer, ar_alpha: float, tar_beta: float) -> torch.Tensor:
+    """AWD-LSTM's AR + TAR (Merity et al. 2017, arXiv:1708.02182, section 4.6), in float32.
+
+    AR is alpha x mean of the squared last-layer output after its dropout; TAR is
+    beta x mean of the squared change between consecutive outputs before dropout,
+    within the window (no difference across its edge; a 1-step window has none).
+    Means run over streams, steps and units, as AWD's `.pow(2).mean()` does.
+    """
+    raw, dropped = last.raw.float(), last.dropped.float()  # (B, T, H)
+    penalty = ar_alpha * dropped.pow(2).mean()
+    if tar_beta and raw.shape[1] > 1:
+        penalty = penalty + tar_beta * (raw[:, 1:] - raw[:, :-1]).pow(2).mean()
+    return penalty
 
 
 def next_window(run: Run) -> tuple[torch.Tensor, torch.Tensor]:
@@ -548,14 +564,20 @@ def train_step(run: Run, x: torch.Tensor, y: torch.Tensor) -> StepOutcome:
     tcfg, optimizer, scaler = run.cfg.train, run.optimizer, run.scaler
     lr = optimizer.param_groups[0]["lr"]
     state = detach_state(run.state)
+    penalty = None
     with run.autocast():
-        logits, new_state = run.step_model(x, state)
+        if tcfg.ar_alpha or tcfg.tar_beta:
+            logits, new_state, last = run.step_model(x, state, return_last=True)
+            penalty = activation_penalty(last, tcfg.ar_alpha, tcfg.tar_beta)
+        else:
+            logits, new_state = run.step_model(x, state)
         loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), y.reshape(-1))
+        total = loss if penalty is None else loss + penalty  # `loss` stays pure cross-entropy
         # LAMB's loss sums over the window: the same gradient direction, T times larger
-        objective = loss * y.shape[1] if tcfg.loss == "window_sum" else loss
+        objective = total * y.shape[1] if tcfg.loss == "window_sum" else total
     optimizer.zero_grad(set_to_none=True)
     grad_norm = None
-    (loss_bad,) = run.dist.any([not bool(torch.isfinite(loss))], run.device)
+    (loss_bad,) = run.dist.any([not bool(torch.isfinite(total))], run.device)
     if not loss_bad:
         (scaler.scale(objective) if scaler else objective).backward()
         if scaler:
@@ -571,11 +593,11 @@ def train_step(run: Run, x: torch.Tensor, y: torch.Tensor) -> StepOutcome:
         scaler.update()
         status = "overflow"
     elif not finite:
-        reason = (
-            f"loss became {float(loss.detach())}"
-            if grad_norm is None
-            else "gradients became non-finite"
-        )
+        reason = "gradients became non-finite"
+        if grad_norm is None:
+            reason = f"loss became {float(loss.detach())}"
+            if penalty is not None and bool(torch.isfinite(loss)):
+                reason = f"the activation penalty (ar_alpha, tar_beta) became {float(penalty)}"
         if tcfg.on_nonfinite == "stop":
             raise TrainingError(
                 f"{reason} at step {run.progress.step + 1}; nothing was saved from this step",
@@ -594,7 +616,9 @@ def train_step(run: Run, x: torch.Tensor, y: torch.Tensor) -> StepOutcome:
         run.state = run.model.initial_state(run.local_batch, device=run.device)
     else:
         run.state = _float_state(new_state)
-    return StepOutcome(status, loss.detach(), lr, reason)
+    return StepOutcome(
+        status, loss.detach(), lr, reason, None if penalty is None else penalty.detach()
+    )
 
 
 def train_record(run: Run, outcome: StepOutcome, y: torch.Tensor, tokens_per_s: float) -> dict:
@@ -605,7 +629,10 @@ def train_record(run: Run, outcome: StepOutcome, y: torch.Tensor, tokens_per_s: 
         float(y.numel()),
         float(run.char_len[y.cpu()].sum()),
     ]
-    nats, tokens, chars = run.dist.sum(local, run.device)
+    if outcome.penalty is not None:
+        local.append(float(outcome.penalty) * y.numel())
+    nats, tokens, chars, *penalty = run.dist.sum(local, run.device)
+    extra = {"penalty": penalty[0] / max(tokens, 1.0)} if penalty else {}
     return {
         "kind": "train",
         "step": p.step,
@@ -617,6 +644,7 @@ def train_record(run: Run, outcome: StepOutcome, y: torch.Tensor, tokens_per_s: 
         "tokens_per_s": tokens_per_s,
         "elapsed_s": round(p.elapsed_s, 3),
         "wall_s": round(p.wall_s, 3),
+        **extra,
     }
 
 

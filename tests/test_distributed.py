@@ -115,6 +115,21 @@ def test_ddp_resume_with_dropout_is_bit_exact(tiny_corpus, tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_activation_penalties_under_two_processes_equal_one_process(tiny_corpus, tmp_path):
+    # Each rank's penalty is a mean over its rows; DDP averages the ranks' gradients.
+    path, cfg = _recipe(tmp_path, "train.ar_alpha=2.0", "train.tar_beta=1.0")
+    single, ddp = tmp_path / "single", tmp_path / "ddp"
+    fit(cfg, single)
+    proc = _lstmlab(
+        "train", path, "--run-dir", ddp, "--nproc", "2", "--device", "cpu", cwd=tmp_path
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    a = load_checkpoint(runs.checkpoint_path(single, "last"))["model"]
+    b = load_checkpoint(runs.checkpoint_path(ddp, "last"))["model"]
+    for key in a:
+        torch.testing.assert_close(b[key], a[key], atol=2e-5, rtol=1e-4)
+
+
 def test_nproc_that_does_not_divide_the_batch_is_refused_before_torchrun(tiny_corpus, tmp_path):
     path, _ = _recipe(tmp_path)
     proc = _lstmlab("train", path, "--nproc", "3", "--device", "cpu", cwd=tmp_path)

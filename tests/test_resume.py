@@ -23,6 +23,20 @@ def test_changes_are_listed_and_fixed_fields_refused(tmp_path):
     assert "model" in FIXED_ON_RESUME
 
 
+def test_fields_added_since_the_checkpoint_are_no_change_at_their_defaults(tmp_path):
+    cfg = validate(apply_overrides(TINY_RECIPE, ["model.cell.kind=mogrifier"]))
+    stored = cfg.to_dict()
+    del stored["model"]["cell"]["factor_init"]  # written before these fields existed
+    del stored["train"]["ar_alpha"]
+    assert resume_changes(cfg, stored, tmp_path) == []
+    with pytest.raises(ConfigError, match="model.cell.factor_init"):
+        resume_changes(
+            validate(apply_overrides(stored, ["model.cell.rank=2", "model.cell.factor_init=lamb"])),
+            stored,
+            tmp_path,
+        )
+
+
 def test_resume_config_reads_the_run_and_checks_a_given_recipe(tiny_corpus, tmp_path):
     run = tmp_path / "run"
     with pytest.raises(UsageError, match="not a run folder"):

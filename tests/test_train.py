@@ -431,3 +431,123 @@ def test_a_diverged_validation_is_reported_not_crashed(tiny_corpus, tmp_path, mo
     valid = [r for r in _records(run) if r["kind"] == "valid"]
     assert valid and valid[0]["bpc"] > 1e6 and valid[0]["perplexity"] == math.inf
     assert result.state.step == 4 and runs.checkpoint_path(run, "last").is_file()
+
+
+# ---------------------------------------------------------------- AWD-LSTM's AR and TAR
+
+
+def _tiny_model(**dropout):
+    from lstmlab.config import ModelConfig
+    from lstmlab.model import build_model
+
+    cfg = ModelConfig.model_validate(
+        {**TINY_RECIPE["model"], "dropout": {"output": 0.5, **dropout}}
+    )
+    torch.manual_seed(0)
+    return build_model(cfg, vocab_size=11)
+
+
+def test_last_layer_outputs_are_what_the_head_reads_before_and_after_dropout():
+    model = _tiny_model()
+    ids = torch.randint(0, 11, (3, 7))
+    state = model.initial_state(3)
+    torch.manual_seed(1)
+    logits, _, last = model(ids, state, return_last=True)
+    torch.manual_seed(1)
+    plain, _ = model(ids, state)
+    assert torch.equal(logits, plain)  # asking for them changes nothing
+    torch.testing.assert_close(model.head(last.dropped), logits)
+    ratio = last.dropped / last.raw  # one locked mask per stream: 0 or 1/(1 - p), fixed over t
+    assert set(ratio.round(decimals=4).unique().tolist()) <= {0.0, 2.0}
+    assert torch.equal(ratio[:, :1].expand_as(ratio), ratio)
+    model.eval()
+    _, _, last = model(ids, state, return_last=True)
+    assert torch.equal(last.raw, last.dropped)
+
+
+def test_activation_penalty_is_awd_lstms_ar_plus_tar_by_hand():
+    from lstmlab.model import LastLayer
+    from lstmlab.train import activation_penalty
+
+    raw = torch.tensor([[[1.0, -2.0], [3.0, 0.0], [0.0, 1.0]]])  # (B 1, T 3, H 2)
+    dropped = torch.tensor([[[2.0, 0.0], [6.0, 0.0], [0.0, 2.0]]])
+    last = LastLayer(raw, dropped)
+    ar = (4 + 0 + 36 + 0 + 0 + 4) / 6  # mean of the dropped output squared
+    tar = ((3 - 1) ** 2 + (0 + 2) ** 2 + (0 - 3) ** 2 + (1 - 0) ** 2) / 4  # consecutive raw steps
+    assert float(activation_penalty(last, 2.0, 0.0)) == pytest.approx(2 * ar)
+    assert float(activation_penalty(last, 0.0, 1.0)) == pytest.approx(tar)
+    assert float(activation_penalty(last, 2.0, 1.0)) == pytest.approx(2 * ar + tar)
+    one_step = LastLayer(raw[:, :1], dropped[:, :1])  # no consecutive pair: no TAR, no NaN
+    assert float(activation_penalty(one_step, 0.0, 1.0)) == 0.0
+
+
+def test_activation_penalty_reaches_every_layer_but_the_head():
+    from lstmlab.train import activation_penalty
+
+    model = _tiny_model()
+    _, _, last = model(torch.randint(0, 11, (3, 7)), model.initial_state(3), return_last=True)
+    activation_penalty(last, 2.0, 1.0).backward()
+    for name, p in model.named_parameters():
+        reached = p.grad is not None and bool(p.grad.abs().sum() > 0)
+        assert reached != name.startswith("head."), name
+
+
+def test_penalties_change_the_step_but_not_the_logged_cross_entropy(tiny_corpus, tmp_path):
+    def train(name, *overrides):
+        run = tmp_path / name
+        fit(_cfg("train.max_steps=4", "train.log_every=1", *overrides), run)
+        records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+        return [r for r in records if r["kind"] == "train"], _params(run)
+
+    plain, p0 = train("plain")
+    zeros, p1 = train("zeros", "train.ar_alpha=0.0", "train.tar_beta=0.0")
+    awd, p2 = train("awd", "train.ar_alpha=2.0", "train.tar_beta=1.0")
+    assert [r["loss"] for r in zeros] == [r["loss"] for r in plain]
+    assert all(torch.equal(p0[k], p1[k]) for k in p0) and "penalty" not in plain[0]
+    # step 1 starts from the same weights and masks: the same cross-entropy is logged ...
+    assert awd[0]["loss"] == plain[0]["loss"] and awd[0]["bpc"] == plain[0]["bpc"]
+    assert all(r["penalty"] > 0 for r in awd)
+    # ... but the update it took was another one
+    assert any(not torch.equal(p0[k], p2[k]) for k in p0)
+
+
+def test_resume_with_activation_penalties_is_bit_identical(tiny_corpus, tmp_path):
+    awd = ("train.ar_alpha=2.0", "train.tar_beta=1.0")
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    fit(_cfg("train.max_steps=8", *awd), straight)
+    fit(_cfg("train.max_steps=4", *awd), split)
+    fit(_cfg("train.max_steps=8", *awd), split, resume=True)
+    a, b = _params(straight), _params(split)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+# ---------------------------------------------------------------- LAMB's L2 convention
+
+
+def test_adam_weight_decay_is_lambs_loss_side_l2_on_the_window_sum(tiny_corpus, tmp_path):
+    """LAMB (lamb/lm.py) minimises mean_streams(sum_t xe) + l2 * sum_v tf.nn.l2_loss(v), with
+    tf.nn.l2_loss(v) = sum(v^2)/2, over every trainable variable. Adam's coupled weight_decay
+    adds wd * v to the gradient, so wd = l2 with loss: window_sum and decay: all."""
+    from lstmlab.train import next_window, train_step
+
+    l2 = 0.05
+    no_dropout = [f"model.dropout.{k}=0.0" for k in TINY_RECIPE["model"]["dropout"]]
+    run = _started(
+        tmp_path,
+        *no_dropout,
+        "train.loss=window_sum",
+        "train.grad_clip=null",
+        "train.optimizer.betas=[0.0, 0.999]",  # beta1 0: Adam's first moment is the gradient
+        f"train.optimizer.weight_decay={l2}",
+        "train.optimizer.decay=all",
+    )
+    x, y = next_window(run)
+    state = run.model.initial_state(x.shape[0])
+    logits, _ = run.model(x, state)
+    xe = torch.nn.functional.cross_entropy(logits.transpose(1, 2), y, reduction="none")  # (B, T)
+    params = list(run.model.parameters())
+    lamb = xe.sum(dim=1).mean() + l2 * sum((p**2).sum() / 2 for p in params)
+    by_hand = torch.autograd.grad(lamb, params)
+    train_step(run, x, y)
+    for p, g in zip(params, by_hand, strict=True):
+        torch.testing.assert_close(run.optimizer.state[p]["exp_avg"], g, rtol=1e-5, atol=1e-7)

@@ -16,7 +16,7 @@ import math
 import re
 from typing import Annotated, ClassVar, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, Strict
+from pydantic import BaseModel, ConfigDict, Field, Strict, model_validator
 
 # Integers and floats are strict: YAML's `true` is not 1 and "256" is not 256. A float
 # field still takes an int (`lr: 1`). Sizes stay within what torch indexes with int32.
@@ -92,6 +92,25 @@ class MogrifierConfig(_CellBase):
     )
     forget_bias: Float | None = Field(default=None, **_BIAS_RANGE, description=_FORGET_BIAS)
     capped_input_gate: bool = Field(default=False, description=_CAPPED)
+    factor_init: Literal["unit_product", "lamb"] = Field(
+        default="unit_product",
+        description=(
+            "Init of the low-rank factors, s = (fan_in * rank)^(-1/4): lamb draws each from "
+            "N(0, s^2) cut at +-2s and not rescaled (TF's truncated_normal_initializer in the "
+            "official code), so the product's variance is about 0.60/fan_in; unit_product "
+            "rescales the same cut normal to std s, so the product's variance is 1/fan_in. "
+            "Needs rank and rounds >= 1."
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _factors_to_initialise(self) -> MogrifierConfig:
+        if self.factor_init != "unit_product" and (self.rank is None or self.rounds == 0):
+            raise ValueError(
+                "factor_init applies to the low-rank factors of the rounds: set rank and "
+                "rounds >= 1, or drop factor_init"
+            )
+        return self
 
 
 class MultiplicativeConfig(_CellBase):
@@ -116,6 +135,23 @@ class MultiplicativeConfig(_CellBase):
         lt=1.0,
         description="Probability of locked (variational) dropout on h_{t-1}, one mask per window and stream.",
     )
+    state_dropout_on_output: bool = Field(
+        default=False,
+        description=(
+            "Krause et al.'s variant: the state-dropout mask also multiplies the layer's output "
+            "h_t, so the softmax (or next layer) reads the dropped h the recurrence reads; "
+            "false drops h only where it re-enters the recurrence. Needs state_dropout > 0."
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _mask_to_share(self) -> MultiplicativeConfig:
+        if self.state_dropout_on_output and self.state_dropout == 0.0:
+            raise ValueError(
+                "state_dropout_on_output shares the state-dropout mask: set state_dropout > 0 "
+                "or drop state_dropout_on_output"
+            )
+        return self
 
 
 class MLSTMConfig(_CellBase):

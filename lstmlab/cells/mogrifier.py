@@ -82,14 +82,19 @@ def round_shapes(rounds: int, input_dim: int, hidden_dim: int) -> list[tuple[int
     ]
 
 
-# Cutting a unit normal at ±2 leaves a standard deviation of 0.8796; divide it out.
-_TRUNCATED_STD = 0.87962566103423978
+# Cutting a unit normal at ±2 leaves a standard deviation of 0.8796.
+TRUNCATED_STD = 0.87962566103423978
+
+
+def trunc_normal_cut(tensor: Tensor, scale: float) -> None:
+    """N(0, scale²) with values beyond ±2 scale redrawn (TF's truncated_normal_initializer):
+    the result's std is TRUNCATED_STD × scale."""
+    nn.init.trunc_normal_(tensor, std=scale, a=-2 * scale, b=2 * scale)
 
 
 def _trunc_normal_with_std(tensor: Tensor, std: float) -> None:
-    """Normal truncated at ±2 of its own scale, rescaled so the result's std is `std`."""
-    scale = std / _TRUNCATED_STD
-    nn.init.trunc_normal_(tensor, std=scale, a=-2 * scale, b=2 * scale)
+    """The same cut normal, rescaled so the result's std is `std`."""
+    trunc_normal_cut(tensor, std / TRUNCATED_STD)
 
 
 class MogrifierCell(LSTMCell):
@@ -116,7 +121,14 @@ class MogrifierCell(LSTMCell):
         self.reset_rounds()
 
     def reset_rounds(self) -> None:
-        """Official-code init: the product of the two factors has variance about 1/fan_in."""
+        """Each factor a normal cut at ±2 of s = (fan_in·k)^(-1/4), biases 0.
+
+        `factor_init: lamb` draws exactly as the official code (lamb's
+        `low_rank_factorization`: TF's truncated_normal_initializer(stddev=s), whose cut
+        leaves a std of 0.88 s, so the product's variance is 0.88⁴/fan_in ≈ 0.60/fan_in);
+        `unit_product` rescales each factor to std s, giving the 1/fan_in the code's comment
+        aims at. A full-rank round is a plain matrix of std 1/√fan_in.
+        """
         k = self.config.rank
         for j, (_, fan_in) in enumerate(
             round_shapes(self.config.rounds, self.input_dim, self.hidden_dim)
@@ -124,8 +136,12 @@ class MogrifierCell(LSTMCell):
             if k is None:
                 _trunc_normal_with_std(self.mog_weight[j], 1.0 / math.sqrt(fan_in))
             else:
+                s = (1.0 / (fan_in * k)) ** 0.25
                 for factor in (self.mog_left[j], self.mog_right[j]):
-                    _trunc_normal_with_std(factor, (1.0 / (fan_in * k)) ** 0.25)
+                    if self.config.factor_init == "lamb":
+                        trunc_normal_cut(factor, s)
+                    else:
+                        _trunc_normal_with_std(factor, s)
             nn.init.zeros_(self.mog_bias[j])
 
     def round_weights(self) -> list[Tensor]:

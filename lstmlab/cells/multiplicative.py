@@ -21,6 +21,13 @@ Init follows Krause et al.'s best code: orthogonal matrices, forget-gate bias
 W = g ⊙ V / ‖V‖ row-wise (one gain per output row), gains starting at the
 initial row norms, so the initial function is the same either way.
 
+State dropout draws one mask per window and stream and multiplies h_{t-1} where
+it enters m_t. With `state_dropout_on_output` the same mask also multiplies the
+output h_t, as in Krause's chainer/train.py, where the dropped h is both what
+the softmax reads and the next step's h_{t-1}. His code differs only at a
+window's first step: it feeds h dropped with the previous window's mask, here
+the new mask meets the undropped carried h.
+
 Shapes: B batch, T window, E input size, H hidden size (= size of m).
 """
 
@@ -139,6 +146,13 @@ class MultiplicativeCell(RecurrentCell):
         """The window's matrices and its state-dropout mask (B, H) or None."""
         weights = self.window_weights()
         return weights, state_dropout_mask(state.h, self.config.state_dropout, self.training)
+
+    def run_window(self, x: Tensor, state: MultiplicativeState, constants):
+        y, state = super().run_window(x, state, constants)
+        mask = constants[1]
+        if mask is not None and self.config.state_dropout_on_output:
+            y = y * mask.unsqueeze(1)  # (B, T, H) * (B, 1, H): the recurrence's mask, fixed over t
+        return y, state
 
     def reference_window(self, x: Tensor, state: MultiplicativeState, constants):
         weights, mask = constants

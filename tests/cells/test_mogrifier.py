@@ -151,3 +151,31 @@ def test_window_function_without_gradients(monkeypatch):
         node="MogrifierWindow",
         target="lstmlab.kernels.mogrifier.mogrifier_window",
     )
+
+
+# Each factor's std over s = (fan_in k)^(-1/4), and the cut in the same unit.
+_FACTOR_INIT = {"lamb": (0.8796, 2.0), "unit_product": (1.0, 2.0 / 0.8796)}
+
+
+@pytest.mark.parametrize("factor_init", sorted(_FACTOR_INIT))
+def test_low_rank_factor_init_statistics(factor_init):
+    ratio, cut = _FACTOR_INIT[factor_init]
+    torch.manual_seed(0)
+    cfg = MogrifierConfig(hidden_dim=200, rounds=2, rank=16, factor_init=factor_init)
+    cell = build_layer(cfg, 300)  # Q_1 (300 x 200) reads h: fan_in 200; R_2 reads x: fan_in 300
+    for j, fan_in in enumerate((200, 300)):
+        s = (fan_in * 16) ** -0.25
+        for factor in (cell.mog_left[j].detach(), cell.mog_right[j].detach()):
+            assert factor.abs().max() <= cut * s * (1 + 1e-6)  # nothing beyond the truncation
+            assert float(factor.std()) == pytest.approx(ratio * s, rel=0.05)
+        product = cell.round_weights()[j].detach()
+        # lamb: 0.88² ≈ 0.77 of the 1/sqrt(fan_in) its code's comment aims at; unit_product: all of it
+        assert float(product.std()) == pytest.approx(ratio**2 / fan_in**0.5, rel=0.05)
+
+
+def test_factor_init_needs_low_rank_rounds():
+    with pytest.raises(ValueError, match="factor_init applies to the low-rank factors"):
+        MogrifierConfig(hidden_dim=8, rounds=2, factor_init="lamb")  # full rank
+    with pytest.raises(ValueError, match="factor_init"):
+        MogrifierConfig(hidden_dim=8, rounds=0, rank=2, factor_init="lamb")
+    MogrifierConfig(hidden_dim=8, rounds=2, rank=2, factor_init="lamb")

@@ -190,3 +190,35 @@ def test_window_function_without_gradients(monkeypatch):
         node="MultiplicativeWindow",
         target="lstmlab.kernels.multiplicative.multiplicative_window",
     )
+
+
+@pytest.mark.parametrize("kernel", [True, False])
+def test_krause_state_dropout_masks_the_output_with_the_recurrence_mask(kernel):
+    from kernel_support import path
+
+    on = _cell(state_dropout=0.5, state_dropout_on_output=True).train()
+    off = _cell(state_dropout=0.5).train()  # same weights (same seed), mask on h_{t-1} only
+    x = torch.randn(3, 7, 5, dtype=torch.float64, requires_grad=True)  # the Function runs
+    s0 = MultiplicativeState(*(torch.randn(3, 6, dtype=torch.float64) for _ in range(2)))
+    with path(kernel):
+        constants = on.window_constants(s0)
+        mask = constants[1]  # (B, H), one per window and stream
+        y_on, s_on = on.run_window(x, s0, constants)
+        y_off, s_off = off.run_window(x, s0, constants)
+        assert ("MultiplicativeWindow" in y_off.grad_fn.name()) == kernel
+        # the recurrence is unchanged; the output carries the same mask at every step
+        torch.testing.assert_close(y_on, y_off * mask.unsqueeze(1))
+        for a, b in zip(s_on, s_off):
+            torch.testing.assert_close(a, b)
+        assert bool((mask == 0).any()) and bool((y_on == 0).any(dim=1).eq(mask == 0).all())
+        # each window draws its own mask
+        zeros = [(on(x, s0)[0] == 0).all(dim=1) for _ in range(4)]  # (B, H) units dropped
+        assert any(not torch.equal(zeros[0], z) for z in zeros[1:])
+        # off in eval: the plain cell's output
+        on.eval(), off.eval()
+        torch.testing.assert_close(on(x, s0)[0], off(x, s0)[0], rtol=0, atol=0)
+
+
+def test_krause_variant_needs_a_state_dropout_rate():
+    with pytest.raises(ValueError, match="state_dropout_on_output"):
+        MultiplicativeConfig(hidden_dim=6, state_dropout_on_output=True)
