@@ -69,8 +69,10 @@ zoo: install
 	sed -i -e '/results:begin/,/results:end/{/results:begin/!{/results:end/!d}}' \
 	    -e '/results:begin/r docs/results.md' README.md
 
+# Two workers, one thread each: torch's default of a thread per core in every worker
+# oversubscribes the cores, and each step then waits on the other worker's threads.
 test: install
-	$(PY) -m pytest -q -n 2 --dist loadfile
+	OMP_NUM_THREADS=1 $(PY) -m pytest -q -n 2 --dist loadfile
 
 # Reference-size throughput of every registered cell vs torch.nn.LSTM -> benchmarks/results/
 bench: install
