@@ -145,8 +145,8 @@ class ModelConfig(Frozen):
     embed_init: EmbedInitConfig = Field(
         default=EmbedInitConfig(dist="normal", scale=1.0),
         description=(
-            "Distribution of the embedding matrix at init; the default N(0, 1) is nn.Embedding's "
-            "(why: docs/training.md, 'Embedding initialisation')."
+            "Distribution of the embedding matrix at init; the default N(0, 1) is nn.Embedding's, "
+            "fastest with Adam except for xLSTM blocks (docs/training.md, 'Embedding initialisation')."
         ),
     )
     tie_weights: bool = Field(
