@@ -137,6 +137,23 @@ class DropoutConfig(Frozen):
     )
 
 
+class EmbedInitConfig(Frozen):
+    """How the embedding matrix is drawn at init (the papers differ; see each recipe)."""
+
+    dist: Literal["normal", "uniform", "truncated_normal"] = Field(
+        description=(
+            "normal: N(0, scale²) (torch's nn.Embedding with scale 1); uniform: U(−scale, scale) "
+            "(AWD-LSTM 0.1, Krause 0.2); truncated_normal: a normal cut at two standard "
+            "deviations and widened so its standard deviation is `scale` (LAMB's variance_scaling)."
+        )
+    )
+    scale: Float = Field(
+        gt=0.0,
+        le=100.0,
+        description="Standard deviation (normal, truncated_normal) or bound (uniform) of each entry.",
+    )
+
+
 class ModelConfig(Frozen):
     """The network: embedding, a stack of recurrent layers, and the softmax head."""
 
@@ -158,6 +175,13 @@ class ModelConfig(Frozen):
     )
     dropout: DropoutConfig = Field(
         default=DropoutConfig(), description="AWD-LSTM's dropouts, each a probability in [0, 1)."
+    )
+    embed_init: EmbedInitConfig = Field(
+        default=EmbedInitConfig(dist="normal", scale=1.0),
+        description=(
+            "Distribution of the embedding matrix at init; the default N(0, 1) is nn.Embedding's, "
+            "fastest with Adam except for xLSTM blocks (docs/training.md, 'Embedding initialisation')."
+        ),
     )
     tie_weights: bool = Field(
         default=False,
@@ -964,6 +988,7 @@ __all__ = [
     "DataConfig",
     "DropoutConfig",
     "DynamicEvalConfig",
+    "EmbedInitConfig",
     "EvalConfig",
     "MAX_COUNT",
     "MAX_SIZE",

@@ -23,7 +23,10 @@ from torch import Tensor, nn
 
 from lstmlab.cells import build_layer
 from lstmlab.cells.xlstm import LayerNorm
-from lstmlab.config import ModelConfig
+from lstmlab.config import EmbedInitConfig, ModelConfig
+
+# Standard deviation of N(0, 1) truncated to [−2, 2] (the constant TF's variance_scaling uses).
+TRUNCATED_STD = 0.87962566103423978
 
 
 def locked_dropout(x: Tensor, p: float, training: bool) -> Tensor:
@@ -47,6 +50,19 @@ class LastLayer(NamedTuple):
 
     raw: Tensor
     dropped: Tensor
+
+
+def init_embedding(weight: Tensor, init: EmbedInitConfig) -> None:
+    """Draw the (V, E) embedding matrix in place as `init` says."""
+    with torch.no_grad():
+        if init.dist == "uniform":
+            nn.init.uniform_(weight, -init.scale, init.scale)
+        elif init.dist == "normal":
+            nn.init.normal_(weight, 0.0, init.scale)
+        else:
+            # A normal cut at ±2σ has standard deviation 0.8796σ: widen σ so the result has `scale`.
+            std = init.scale / TRUNCATED_STD
+            nn.init.trunc_normal_(weight, 0.0, std, -2.0 * std, 2.0 * std)
 
 
 def layer_sizes(cfg: ModelConfig) -> list[tuple[int, int]]:
@@ -79,7 +95,7 @@ class LanguageModel(nn.Module):
         self.layers = nn.ModuleList(layers)
         self.final_norm = LayerNorm(layers[-1].hidden_dim) if cfg.final_norm else None
         self.head = nn.Linear(layers[-1].hidden_dim, vocab_size)
-        nn.init.uniform_(self.embedding.weight, -0.1, 0.1)
+        init_embedding(self.embedding.weight, cfg.embed_init)
         nn.init.zeros_(self.head.bias)
         if cfg.tie_weights:
             self.head.weight = self.embedding.weight

@@ -40,7 +40,7 @@ def test_every_packaged_recipe_validates_and_names_its_source(path):
     cfg = load_recipe(path)
     assert cfg.reference is not None and cfg.reference.source
     assert (
-        path.parent.name in {"tiny", "ptb", "enwik8", "mixed"}
+        path.parent.name in {"tiny", "small", "ptb", "enwik8", "mixed"}
         or path.parent.name == cfg.data.corpus
     )
 

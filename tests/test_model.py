@@ -83,3 +83,35 @@ def test_output_from_sum_needs_equal_widths():
             }
         )
     assert _cfg(tie_weights=True, output_from="sum", embed_dim=10).output_from == "sum"
+
+
+@pytest.mark.parametrize(
+    "init,std,bound",
+    [
+        ({"dist": "normal", "scale": 1.0}, 1.0, None),  # nn.Embedding's default
+        ({"dist": "uniform", "scale": 0.1}, 0.1 / 3**0.5, 0.1),  # AWD-LSTM
+        (
+            {"dist": "truncated_normal", "scale": 0.05},
+            0.05,
+            2 * 0.05 / 0.8796,
+        ),  # LAMB: sd is `scale`
+    ],
+)
+def test_embedding_is_drawn_as_embed_init_says(init, std, bound):
+    torch.manual_seed(0)
+    weight = build_model(_cfg(embed_init=init, embed_dim=64), vocab_size=4000).embedding.weight
+    assert abs(float(weight.std()) / std - 1) < 0.01  # 256,000 draws: sd within 1%
+    if bound is not None:
+        assert float(weight.abs().max()) <= bound + 1e-6
+        assert float(weight.abs().max()) > 0.95 * bound  # the bound is reached, not a narrower one
+
+
+def test_embed_init_is_strict():
+    assert _cfg().embed_init.dist == "normal" and _cfg().embed_init.scale == 1.0
+    for bad in (
+        {"dist": "xavier", "scale": 1.0},
+        {"dist": "normal", "scale": 0.0},
+        {"dist": "normal"},
+    ):
+        with pytest.raises(ValueError):
+            _cfg(embed_init=bad)

@@ -146,7 +146,9 @@ def test_causal_conv_steps_equal_the_window_convolution(dtype):
 
 
 XLSTM_RECIPES = sorted(
-    p for p in (REPO / "recipes").rglob("*.yaml") if "lstm" in p.stem and p.stem != "lstm"
+    p
+    for p in (REPO / "recipes").rglob("*.yaml")
+    if p.stem in ("mlstm", "slstm") or p.stem.startswith("xlstm")
 )
 
 
