@@ -49,7 +49,8 @@ demo: install
 
 # PTB from PTB_SHARED (a folder with ptb.char.*.txt; `make zoo PTB_SHARED=DIR`) when it is
 # there, else the built-in corpus. Each run trains on ZOO_BUDGET, is scored on test, and the
-# table and the curves land in docs/results.{md,png}, spliced into README.md's Results section.
+# table and the curves land in docs/results.{md,png}; README.md's Results section gets the
+# seed-group table (docs/results-summary.md).
 # A recipe that fails is reported and the others are still compared. `--force` replaces
 # only lstmlab's own run folders (never `rm -rf`: ZOO_DIR may name any folder); other runs
 # already in ZOO_DIR are compared too, so give each zoo its own folder.
@@ -66,8 +67,10 @@ zoo: install
 	for run in $(ZOO_DIR)/runs/*/; do $(LSTMLAB) eval $$run --split test || echo "zoo: eval of $$run failed"; done
 	mkdir -p docs
 	$(LSTMLAB) compare $(ZOO_DIR)/runs --format markdown --context --plot docs/results.png > docs/results.md
+	awk 'NR == 1 {print; print ""} /^final:/ {print; print ""} /^\| recipe/ {group = 1} group' \
+	    docs/results.md > docs/results-summary.md
 	sed -i -e '/results:begin/,/results:end/{/results:begin/!{/results:end/!d}}' \
-	    -e '/results:begin/r docs/results.md' README.md
+	    -e '/results:begin/r docs/results-summary.md' README.md
 
 # Two workers, one thread each: torch's default of a thread per core in every worker
 # oversubscribes the cores, and each step then waits on the other worker's threads.
