@@ -42,7 +42,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: install
-	$(VENV)/bin/lstmlab prepare builtin
+	$(VENV)/bin/lstmlab prepare builtin --force  # replaces only lstmlab's own corpus folder
 	$(VENV)/bin/lstmlab train recipes/tiny/lstm.yaml --run-dir $(DEMO_DIR) --force
 	$(VENV)/bin/lstmlab eval $(DEMO_DIR) --split all
 	$(VENV)/bin/lstmlab sample $(DEMO_DIR) --prime "The " --length 300 --temperature 0.8 --seed 1
@@ -55,8 +55,8 @@ demo: install
 # only lstmlab's own run folders (never `rm -rf`: ZOO_DIR may name any folder); other runs
 # already in ZOO_DIR are compared too, so give each zoo its own folder.
 zoo: install
-	if [ -f $(PTB_SHARED)/ptb.char.train.txt ]; then corpus=ptb; $(LSTMLAB) prepare ptb --source $(PTB_SHARED); \
-	else corpus=builtin; $(LSTMLAB) prepare builtin; fi && \
+	if [ -f $(PTB_SHARED)/ptb.char.train.txt ]; then corpus=ptb; $(LSTMLAB) prepare ptb --source $(PTB_SHARED) --force; \
+	else corpus=builtin; $(LSTMLAB) prepare builtin --force; fi && \
 	recipes=recipes/tiny && if [ "$(ZOO_TRIALS)" -gt 0 ]; then recipes=; \
 	  for recipe in recipes/tiny/*.yaml; do cell=$$(basename $$recipe .yaml); \
 	    $(LSTMLAB) tune $$recipe --trials $(ZOO_TRIALS) --study-dir $(ZOO_DIR)/tune/$$cell \
