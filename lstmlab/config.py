@@ -258,19 +258,18 @@ class ModelConfig(Frozen):
                 "slstm.hidden_dim must equal cell.hidden_dim (one residual stream)"
                 + (": leave both to model.params" if sizing else "")
             )
-        if self.output_from == "sum" and self.tie_weights and sizing:
-            problems.append(
-                "output_from 'sum' with tie_weights makes every layer embed_dim wide, so "
-                "model.params has no width to size: set cell.hidden_dim = embed_dim instead"
-            )
-        elif (
+        if (
             self.output_from == "sum"
             and self.tie_weights
             and self.embed_dim != self.cell.hidden_dim
         ):
             problems.append(
-                "output_from 'sum' adds every layer's output, so all layers must be equally wide; "
-                "tie_weights makes the last one embed_dim wide (set embed_dim = cell.hidden_dim or untie)"
+                "output_from 'sum' with tie_weights makes every layer embed_dim wide, so "
+                "model.params has no width to size: set cell.hidden_dim = embed_dim instead"
+                if sizing
+                else "output_from 'sum' adds every layer's output, so all layers must be equally "
+                "wide; tie_weights makes the last one embed_dim wide (set embed_dim = "
+                "cell.hidden_dim or untie)"
             )
         if problems:
             return problems
