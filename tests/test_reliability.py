@@ -227,7 +227,7 @@ def test_one_writer_per_run_folder(tiny_corpus, tmp_path):
 def test_ctrl_c_while_importing_is_one_line(tmp_path):
     """Ctrl-C at several moments of start-up (imports, then the command): always one line, 130."""
     interrupted = 0
-    for delay in (0.15, 0.3, 0.5, 0.8):
+    for delay in [0.1 * k for k in range(1, 16)]:  # through the imports torch makes lazily
         proc = subprocess.Popen(
             [sys.executable, "-m", "lstmlab", "cells"],
             cwd=tmp_path,
@@ -244,6 +244,72 @@ def test_ctrl_c_while_importing_is_one_line(tmp_path):
         assert proc.returncode == 130 and "Traceback" not in err, (delay, err)
         assert err.startswith("error: ") and "hint: " in err, (delay, err)
     assert interrupted  # the early signals, at least, land while it starts
+
+
+_LIBRARY_TURNS_CTRL_C_INTO = """
+import os, signal, sys
+import typer
+from lstmlab.cli.common import handle_errors
+
+@handle_errors
+def command() -> None:
+    try:  # a library's import that a Ctrl-C tears, as numpy's does
+        os.kill(os.getpid(), signal.SIGINT)
+    except KeyboardInterrupt:
+        raise {error}("cannot load module more than once per process") from None
+
+typer.run(command)
+"""
+
+
+@pytest.mark.parametrize("error", ["ImportError", "RecursionError", "RuntimeError"])
+def test_ctrl_c_a_library_turned_into_another_error_is_one_line(tmp_path, error):
+    """A Ctrl-C is reported as the interrupt even when a library re-raised it as something else."""
+    script = _LIBRARY_TURNS_CTRL_C_INTO.format(error=error)
+    proc = subprocess.run(
+        [sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 130, proc.stderr
+    assert proc.stderr.startswith("error: interrupted by Ctrl-C"), proc.stderr
+    assert "Traceback" not in proc.stderr and "hint: " in proc.stderr
+
+
+def test_ctrl_c_during_a_commands_import_ends_it_at_once(tmp_path):
+    """Raising inside an import can abort from C++ (torch) or tear a module (numpy): exit at once."""
+    (tmp_path / "slow_library.py").write_text(
+        "import os, pathlib, signal\n"
+        "try:  # as a C extension's init would, the library carries on past the interrupt\n"
+        "    os.kill(os.getpid(), signal.SIGINT)\n"
+        "except KeyboardInterrupt:\n"
+        "    pass\n"
+        "pathlib.Path('imported').write_text('the import ran on after the Ctrl-C')\n"
+    )
+    script = _LIBRARY_TURNS_CTRL_C_INTO.replace(
+        "    try:", "    import slow_library\n    try:", 1
+    ).format(error="ImportError")
+    proc = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": str(tmp_path)},
+    )
+    assert proc.returncode == 130 and "Traceback" not in proc.stderr, proc.stderr
+    assert proc.stderr.startswith("error: interrupted by Ctrl-C") and "hint: " in proc.stderr
+    assert not (tmp_path / "imported").exists()
+
+
+def test_an_error_without_ctrl_c_is_still_a_traceback(tmp_path):
+    """Only an interrupt is reinterpreted: a bug with no Ctrl-C behind it still shows its traceback."""
+    script = _LIBRARY_TURNS_CTRL_C_INTO.format(error="ImportError").replace(
+        "os.kill(os.getpid(), signal.SIGINT)", "raise KeyboardInterrupt"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 1 and "Traceback" in proc.stderr
+    assert "ImportError: cannot load module" in proc.stderr
 
 
 def test_second_ctrl_c_message_is_true_without_a_checkpoint(tmp_path):

@@ -8,6 +8,7 @@ import threading
 import time
 from collections.abc import Callable
 from contextlib import contextmanager
+from typing import NoReturn
 
 import typer
 from rich.console import Console
@@ -38,7 +39,7 @@ def fail(error: LstmlabError, exit_code: int | None = None) -> typer.Exit:
     return typer.Exit(error.exit_code if exit_code is None else exit_code)
 
 
-def exit_now(code: int) -> None:
+def exit_now(code: int) -> NoReturn:
     """Flush and leave with `code`. After a Ctrl-C the interpreter would otherwise report
     the interrupt itself at exit (status -SIGINT) whatever code the command chose."""
     import os
@@ -49,27 +50,70 @@ def exit_now(code: int) -> None:
     os._exit(code)
 
 
+class _CommandInterrupt:
+    """The command's SIGINT handler: Python's KeyboardInterrupt, remembered.
+
+    Commands import torch and its kin lazily. A KeyboardInterrupt raised inside an
+    import can abort the process from C++ (torch's pybind11 code) or leave a library
+    half-imported (numpy then fails with an ImportError or a RecursionError), so a
+    Ctrl-C during an import ends the process at once, as one does during start-up.
+    Elsewhere it is the usual KeyboardInterrupt, and remembering that it arrived lets
+    `handle_errors` report an error a library made of it as the interrupt it was.
+    """
+
+    def __init__(self) -> None:
+        self.seen = False
+
+    def __call__(self, signum, frame) -> None:
+        self.seen = True
+        if _importing(frame):
+            import sys
+
+            sys.stderr.write(f"error: {_INTERRUPTED}\nhint: {_INTERRUPTED_HINT}\n")
+            exit_now(130)
+        raise KeyboardInterrupt
+
+
+def _importing(frame) -> bool:
+    while frame is not None:
+        if frame.f_code.co_filename.startswith("<frozen importlib._bootstrap"):
+            return True
+        frame = frame.f_back
+    return False
+
+
+_INTERRUPTED = "interrupted by Ctrl-C before the command finished"
+_INTERRUPTED_HINT = "files lstmlab writes are replaced atomically; run the command again"
+
+
+def _interrupted() -> NoReturn:
+    fail(LstmlabError(_INTERRUPTED, hint=_INTERRUPTED_HINT))
+    exit_now(130)
+
+
 def handle_errors(fn: Callable) -> Callable:
     """Decorator for commands: LstmlabError, OSError and Ctrl-C become a one-line message and an exit code."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
+        interrupt = _CommandInterrupt()
         if threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGINT, signal.default_int_handler)  # the command's own now
+            signal.signal(signal.SIGINT, interrupt)  # the command's own now
         try:
             return fn(*args, **kwargs)
-        except LstmlabError as exc:
-            raise fail(exc) from None
-        except OSError as exc:
-            where = f" {exc.filename}" if getattr(exc, "filename", None) else ""
-            raise fail(LstmlabError(f"{exc.strerror or exc}:{where}")) from None
         except KeyboardInterrupt:
-            error = LstmlabError(
-                "interrupted by Ctrl-C before the command finished",
-                hint="files lstmlab writes are replaced atomically; run the command again",
-            )
-            fail(error)
-            exit_now(130)
+            _interrupted()
+        except (typer.Exit, typer.Abort, typer.TyperException):
+            raise  # the command's own exit, already said
+        except Exception as exc:
+            if interrupt.seen:  # a Ctrl-C that a library turned into another error
+                _interrupted()
+            if isinstance(exc, LstmlabError):
+                raise fail(exc) from None
+            if isinstance(exc, OSError):
+                where = f" {exc.filename}" if getattr(exc, "filename", None) else ""
+                raise fail(LstmlabError(f"{exc.strerror or exc}:{where}")) from None
+            raise
 
     return wrapper
 
