@@ -18,13 +18,22 @@ from lstmlab.config import ScheduleConfig, TrainConfig
 from lstmlab.errors import ConfigError
 
 
-def total_steps(train: TrainConfig, steps_per_epoch: int) -> int | None:
-    """The step budget implied by max_steps / max_tokens / max_epochs (None: time budget only)."""
+def total_steps(train: TrainConfig, stream_length: int) -> int | None:
+    """The steps max_steps / max_tokens / max_epochs allow (None: a time budget only).
+
+    `stream_length` is L, the pairs per stream of the training split. Each epoch takes
+    ceil(L / bptt) windows, the last of them shorter when bptt does not divide L, so a
+    token budget is counted window by window, not as max_tokens / (batch · bptt): the
+    schedule then ends on the last step taken and the progress total is the true one.
+    """
+    steps_per_epoch = math.ceil(stream_length / train.bptt)
     candidates = []
     if train.max_steps:
         candidates.append(train.max_steps)
     if train.max_tokens:
-        candidates.append(math.ceil(train.max_tokens / (train.batch_size * train.bptt)))
+        epochs, rest = divmod(train.max_tokens, train.batch_size * stream_length)
+        within = math.ceil(rest / (train.batch_size * train.bptt))  # full windows come first
+        candidates.append(epochs * steps_per_epoch + within)
     if train.max_epochs:
         candidates.append(math.ceil(train.max_epochs * steps_per_epoch))
     return min(candidates) if candidates else None

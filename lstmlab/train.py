@@ -394,7 +394,7 @@ def start_run(
     tcfg = cfg.train
     streams = Streams(corpus.tokens("train"), tcfg.batch_size)
     steps_per_epoch = math.ceil(streams.length / tcfg.bptt)
-    budget = total_steps(tcfg, steps_per_epoch)
+    budget = total_steps(tcfg, streams.length)
     sched = tcfg.schedule
     if sched.name in ("cosine", "linear") and budget is None and not sched.decay_steps:
         raise ConfigError(

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import signal
 import threading
+import types
 
 import pytest
 import torch
@@ -91,6 +93,74 @@ def test_token_and_epoch_budgets(tiny_corpus, tmp_path):
     run = tmp_path / "ep"
     result = fit(_cfg("train.max_steps=null", "train.max_epochs=1.5"), run)
     assert result.stop_reason == "max_epochs" and result.state.epoch == 1
+
+
+def _steps_the_loop_takes(train, stream_length: int) -> int:
+    """Step through windows as `next_window` does until `stop_reason` says stop."""
+    from lstmlab.train import TrainState, stop_reason
+
+    state, steps_per_epoch = TrainState(), math.ceil(stream_length / train.bptt)
+    while stop_reason(train, state, steps_per_epoch) is None:
+        if state.stream_pos >= stream_length:
+            state.stream_pos = 0
+        window = min(train.bptt, stream_length - state.stream_pos)
+        state.step += 1
+        state.tokens_seen += train.batch_size * window
+        state.stream_pos += window
+    return state.step
+
+
+@pytest.mark.parametrize("stream_length", [1, 7, 64, 100, 1499])
+@pytest.mark.parametrize("bptt", [1, 16, 33, 1000])
+@pytest.mark.parametrize("budget", ["max_tokens", "max_epochs", "max_steps"])
+def test_the_step_budget_is_the_steps_the_loop_takes(stream_length, bptt, budget):
+    """A token budget counts the short window at every epoch edge (it was max_tokens / (B·bptt))."""
+    from lstmlab.optim import total_steps
+
+    values = {"max_tokens": [1, 999, 4 * stream_length * 3, 20_000], "max_epochs": [0.5, 1, 2.5]}
+    recipe = _cfg("train.batch_size=4", f"train.bptt={bptt}").train
+    for value in values.get(budget, [1, 37]):
+        train = recipe.model_copy(update={"max_steps": None, budget: value})
+        assert total_steps(train, stream_length) == _steps_the_loop_takes(train, stream_length)
+
+
+def test_cosine_ends_on_the_last_step_of_a_token_budget(tiny_corpus, tmp_path):
+    """Across short windows at epoch edges, the progress total is the steps taken and the lr
+    reaches its floor exactly at the end of the budget."""
+    from lstmlab.batching import Streams
+
+    length = Streams(tiny_corpus.tokens("train"), 4).length
+    bptt = math.ceil(length / 2) + 1  # two windows an epoch, the second a few tokens long
+    tokens = 3 * 4 * length  # three epochs: 4 short windows' deficit under the old count
+    totals, advanced = [], []
+
+    class Recorder:
+        @contextlib.contextmanager
+        def task(self, description, total=None, *, unit=""):
+            totals.append(total)
+            yield types.SimpleNamespace(
+                advance=lambda n=1: advanced.append(n), update=lambda **kw: None
+            )
+
+    cfg = _cfg(
+        "train.max_steps=null",
+        f"train.max_tokens={tokens}",
+        f"train.bptt={bptt}",
+        "train.log_every=1",
+        "train.schedule.name=cosine",
+        "train.schedule.min_lr_ratio=0.1",
+    )
+    result = fit(cfg, tmp_path / "run", progress=Recorder())
+    assert result.state.step == 6 and result.state.tokens_seen == tokens
+    assert totals[0] == sum(advanced) == result.state.step  # the bar ends at its total
+    lrs = [
+        record["lr"]
+        for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+        if (record := json.loads(line))["kind"] == "train"
+    ]
+    base = cfg.train.optimizer.lr
+    assert lrs[-1] == pytest.approx(base * lr_factor(5, cfg.train.schedule, 6, 2))
+    assert lrs[-1] > 0.1 * base and lr_factor(6, cfg.train.schedule, 6, 2) == pytest.approx(0.1)
 
 
 def test_schedules():
