@@ -573,7 +573,18 @@ def to_csv(rows: Sequence[RunRow]) -> str:
 
 
 def to_json(rows: Sequence[RunRow]) -> str:
-    return json.dumps([{**asdict(r), "perplexity": r.perplexity} for r in rows], indent=2) + "\n"
+    """The runs (with their curves), the common points, and every recipe group.
+
+    Unlike the table, `groups` is there even when each recipe has one seed (n = 1), so a
+    script reads one shape; a group's `judged_on` says which figure `unresolved` compared.
+    """
+    data = {
+        "equal_tokens": rows[0].equal_tokens if rows else None,
+        "equal_step_s": rows[0].equal_step_s if rows else None,
+        "runs": [{**asdict(r), "perplexity": r.perplexity} for r in rows],
+        "groups": [{**asdict(g), "n": g.n} for g in group_runs(rows)],
+    }
+    return json.dumps(data, indent=2) + "\n"
 
 
 def render(rows: Sequence[RunRow], fmt: str) -> str:

@@ -184,7 +184,7 @@ def test_bad_paths_are_usage_errors(tmp_path):
 
 def test_json_and_csv_round_trip(tmp_path):
     rows, _ = compare.collect(standard_runs(tmp_path).values())
-    data = json.loads(compare.render(rows, "json"))
+    data = json.loads(compare.render(rows, "json"))["runs"]
     assert [d["name"] for d in data] == ["b", "c", "a"]
     assert data[1]["test_bpc"] == 2.45 and data[1]["perplexity"] == pytest.approx(2**2.45)
     assert data[0]["num_parameters"] == 99 and len(data[0]["curve"]) == 2
@@ -301,6 +301,9 @@ def test_runs_of_one_recipe_group_over_seeds_with_mean_sd_and_resolution(tmp_pat
     ].valid_sd == pytest.approx(0.02)
     assert "wide" not in groups["lstm"].unresolved  # 0.5 bpc apart, sd 0.02: resolved
     assert "close" in groups["lstm"].unresolved  # within the spread of two seeds
+    data = {g["name"]: g for g in json.loads(compare.to_json(rows))["groups"]}  # json has them
+    assert data["lstm"]["n"] == 3 and data["lstm"]["valid_sd"] == pytest.approx(0.02)
+    assert data["lstm"]["unresolved"] == ["close"] and data["lstm"]["judged_on"] == "final"
 
 
 def test_compare_prints_the_seed_groups_only_when_seeds_differ(tmp_path):
@@ -344,7 +347,9 @@ def test_every_format_names_the_budget_of_each_figure(tmp_path):
     table = {r["name"]: r for r in csv.DictReader(io.StringIO(compare.render(rows, "csv")))}
     assert table["c"]["equal_tokens"] == "2000" and table["c"]["equal_step_s"] == "2.0"
     assert table["c"]["valid_at_tokens"] == "2.4" and table["c"]["valid_at_time"] == ""
-    data = {d["name"]: d for d in json.loads(compare.render(rows, "json"))}
+    data = json.loads(compare.render(rows, "json"))
+    assert (data["equal_tokens"], data["equal_step_s"]) == (2000, 2.0)
+    data = {d["name"]: d for d in data["runs"]}
     assert data["b"]["valid_at_time"] == 2.2 and data["b"]["equal_tokens"] == 2000
     assert "–" in compare.text_cells(next(r for r in rows if r.name == "c"))
 

@@ -33,7 +33,7 @@ def test_a_test_bpc_of_an_older_checkpoint_is_marked(tmp_path):
     table = next(csv.DictReader(io.StringIO(compare.to_csv([row]))))
     assert float(table["test_bpc"]) == 2.5 and table["test_stale"] == "True"
     assert table["test_step"] == "10"
-    data = json.loads(compare.to_json([row]))[0]
+    data = json.loads(compare.to_json([row]))["runs"][0]
     assert data["test_stale"] is True and data["test_step"] == 10
 
 

@@ -48,7 +48,7 @@ def test_compare_every_format(tmp_path):
     assert "at 2,000 tokens" in out and "2.0 s of step time" in out  # the caption
 
     result, out = invoke("compare", tmp_path / "zoo", "--format", "json")
-    assert [r["name"] for r in json.loads(out)] == ["b", "c", "a"]
+    assert [r["name"] for r in json.loads(out)["runs"]] == ["b", "c", "a"]
     result, out = invoke("compare", tmp_path / "zoo", "-f", "csv")
     assert [r["name"] for r in csv.DictReader(io.StringIO(out))] == ["b", "c", "a"]
     result, out = invoke("compare", tmp_path / "zoo", "--format", "markdown", "--context")
