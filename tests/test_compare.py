@@ -16,7 +16,7 @@ from pathlib import Path
 import matplotlib.colors
 import pytest
 
-from lstmlab import compare, runs
+from lstmlab import compare, plot, runs
 from lstmlab.errors import UsageError
 
 from fake_runs import make_run, standard_runs
@@ -211,7 +211,7 @@ def test_plot_has_one_line_per_run_on_both_axes(tmp_path):
     runs = standard_runs(tmp_path)
     make_run(tmp_path, "nocurve", valid=[], end=False)
     rows, _ = compare.collect([tmp_path])
-    fig = compare.make_figure(rows)
+    fig = plot.make_figure(rows)
     by_tokens, by_time = fig.axes
     assert len(by_tokens.lines) == len(by_time.lines) == 3 + 1  # and the common point
     c = next(line for line in by_tokens.lines if line.get_label() == "lstm (c)")
@@ -226,14 +226,14 @@ def test_plot_has_one_line_per_run_on_both_axes(tmp_path):
     assert sorted(legend) == ["equal time", "lstm (a)", "lstm (b)", "lstm (c)"]
     assert not by_tokens.collections  # single runs: no band
 
-    out = compare.save_plot(rows, tmp_path / "plots" / "curves.png")
+    out = plot.save_plot(rows, tmp_path / "plots" / "curves.png")
     assert out.read_bytes()[:8] == PNG_SIGNATURE
     import matplotlib.image
 
     assert matplotlib.image.imread(out).shape[:2] == (400, 1000)
     assert runs  # the folders stay untouched
     with pytest.raises(UsageError, match="PNG"):
-        compare.save_plot(rows, tmp_path / "curves.pdf")
+        plot.save_plot(rows, tmp_path / "curves.pdf")
 
 
 def test_labels_are_cell_names_when_unique(tmp_path):
@@ -245,14 +245,14 @@ def test_labels_are_cell_names_when_unique(tmp_path):
         cell={"blocks": [{"kind": "slstm", "hidden_dim": 8}, {"kind": "mlstm", "hidden_dim": 8}]},
     )
     rows, _ = compare.collect([tmp_path])
-    labels = [line.get_label() for line in compare.make_figure(rows).axes[0].lines]
+    labels = [line.get_label() for line in plot.make_figure(rows).axes[0].lines]
     assert labels == ["lstm", "slstm+mlstm", "equal tokens"]
 
 
 def test_nothing_to_plot_is_a_usage_error(tmp_path):
     rows, _ = compare.collect([make_run(tmp_path, "fresh", valid=[], end=False)])
     with pytest.raises(UsageError, match="no run has a validation point"):
-        compare.make_figure(rows)
+        plot.make_figure(rows)
 
 
 def test_budget_text_and_cell_names():
@@ -410,8 +410,8 @@ def test_plot_draws_a_seed_band_per_recipe_and_the_common_points(tmp_path):
         _seeded(tmp_path, f"lstm-s{seed}", seed, valid)
     _seeded(tmp_path, "other", 0, [(10, 1200, 1.0, 2.9), (20, 1800, 1.8, 2.7)], hidden=8)
     rows, _ = compare.collect([tmp_path])
-    assert [len(m) for m in compare.plot_groups(rows)] == [2, 1]
-    by_tokens, by_time = compare.make_figure(rows).axes
+    assert [len(m) for m in plot.plot_groups(rows)] == [2, 1]
+    by_tokens, by_time = plot.make_figure(rows).axes
     mean = next(line for line in by_tokens.lines if "2 seeds" in line.get_label())
     assert list(mean.get_xdata()) == pytest.approx([0.001, 0.0015, 0.002])
     assert list(mean.get_ydata()) == pytest.approx([3.1, (2.5 + 2.6) / 2, 2.2])

@@ -12,6 +12,7 @@ from rich.table import Table
 from lstmlab import compare
 from lstmlab.cli.common import console, err_console, handle_errors, print_table
 from lstmlab.errors import UsageError
+from lstmlab.plot import save_plot
 from lstmlab.study import is_study_dir
 
 
@@ -114,7 +115,7 @@ def compare_cmd(
         console.print(compare.context_note(rows) + "\n", markup=False, soft_wrap=True)
     print_comparison(rows, format)
     if plot is not None:
-        err_console.print(f"[dim]wrote {compare.save_plot(rows, plot)}[/]")
+        err_console.print(f"[dim]wrote {save_plot(rows, plot)}[/]")
 
 
 def _compare_study(paths: list[Path], fmt: str, plot: Path | None) -> None:
@@ -132,4 +133,4 @@ def _compare_study(paths: list[Path], fmt: str, plot: Path | None) -> None:
     print_study(rows, fmt, title=f"study {paths[0]}")
     if plot is not None:
         runs_rows, _warnings = compare.collect(trial_run_dirs(rows))
-        err_console.print(f"[dim]wrote {compare.save_plot(runs_rows, plot)}[/]")
+        err_console.print(f"[dim]wrote {save_plot(runs_rows, plot)}[/]")
