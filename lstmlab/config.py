@@ -120,13 +120,21 @@ class DropoutConfig(Frozen):
     )
     input: Float = Field(
         **_PROBABILITY,
-        description="Locked dropout (one mask per window and stream) on the first layer's input.",
+        description="Dropout on the first layer's input (its mask: see `mask`).",
     )
     hidden: Float = Field(
-        **_PROBABILITY, description="Locked dropout on the output of every layer but the last."
+        **_PROBABILITY, description="Dropout on the output of every layer but the last."
     )
     output: Float = Field(
-        **_PROBABILITY, description="Locked dropout on the last layer's output, before the softmax."
+        **_PROBABILITY, description="Dropout on the last layer's output, before the softmax."
+    )
+    mask: Literal["window", "step"] = Field(
+        default="window",
+        description=(
+            "The masks of input, hidden and output dropout. window: one mask per stream, shared "
+            "by every step of a window (AWD-LSTM's locked dropout); step: a fresh mask at every "
+            "step (LAMB's shared_mask_dropout: false, which the Mogrifier recipes use)."
+        ),
     )
     weight: Float = Field(
         **_PROBABILITY,
@@ -456,6 +464,14 @@ class TrainConfig(Frozen):
             "squared difference h_t - h_(t-1) of consecutive last-layer outputs before dropout, "
             "within each window; 0: off. With loss: window_sum the penalties are scaled by bptt "
             "like the cross-entropy."
+        ),
+    )
+    drop_state: Float = Field(
+        **_PROBABILITY,
+        description=(
+            "Before each training window, each stream's carried state is replaced by the "
+            "initial state with this probability (LAMB's drop_state_probability: the model "
+            "also learns to start from the zero state, as evaluation does); 0: off."
         ),
     )
     on_nonfinite: Literal["stop", "skip"] = Field(

@@ -3,7 +3,8 @@
 The dropouts are AWD-LSTM's (Merity et al. 2018, arXiv:1708.02182):
 embedding dropout removes whole rows of the embedding matrix; locked
 (variational) dropout uses one mask per window and stream on the first layer's
-input, between layers, and on the last layer's output; DropConnect on each
+input, between layers, and on the last layer's output (`dropout.mask: step`
+draws a fresh mask at every step instead, as LAMB does); DropConnect on each
 cell's recurrent matrix is the cell's `weight_dropout`. With `tie_weights`
 the softmax shares the embedding matrix and the last layer is `embed_dim`
 wide, as in AWD-LSTM's 200-1000-1000-200 stack. With `output_from: sum` the
@@ -113,14 +114,15 @@ class LanguageModel(nn.Module):
         penalties read (AWD's `return_h`). It costs nothing: both tensors exist anyway.
         """
         drop = self.cfg.dropout
+        dropout = locked_dropout if drop.mask == "window" else F.dropout
         weight = embedding_dropout(self.embedding.weight, drop.embedding, self.training)
-        x = locked_dropout(F.embedding(ids, weight), drop.input, self.training)  # (B, T, E)
+        x = dropout(F.embedding(ids, weight), drop.input, self.training)  # (B, T, E)
         new_state, total, raw = [], 0.0, x
         for index, (layer, layer_state) in enumerate(zip(self.layers, state)):
             raw, s = layer(x, layer_state)  # (B, T, H)
             new_state.append(s)
             p = drop.output if index == len(self.layers) - 1 else drop.hidden
-            x = locked_dropout(raw, p, self.training)
+            x = dropout(raw, p, self.training)
             if self.cfg.output_from == "sum":
                 total = total + x  # each layer's output after its own dropout
         out = x if self.cfg.output_from == "last" else total

@@ -40,7 +40,7 @@ import torch.nn.functional as F
 
 from lstmlab import runs
 from lstmlab.batching import Streams
-from lstmlab.cells import detach_state
+from lstmlab.cells import detach_state, restart_streams
 from lstmlab.checkpoint import load_checkpoint, remove_stale_temporaries, save_checkpoint
 from lstmlab.config import RunConfig, TrainConfig, validate
 from lstmlab.corpora.store import Corpus, default_data_dir, open_corpus
@@ -564,6 +564,10 @@ def train_step(run: Run, x: torch.Tensor, y: torch.Tensor) -> StepOutcome:
     tcfg, optimizer, scaler = run.cfg.train, run.optimizer, run.scaler
     lr = optimizer.param_groups[0]["lr"]
     state = detach_state(run.state)
+    if tcfg.drop_state:  # LAMB: some streams start this window from the initial state
+        keep = (torch.rand(run.local_batch) >= tcfg.drop_state).to(run.device)
+        initial = run.model.initial_state(run.local_batch, device=run.device)
+        state = restart_streams(state, initial, keep)
     penalty = None
     with run.autocast():
         if tcfg.ar_alpha or tcfg.tar_beta:

@@ -49,6 +49,52 @@ def test_dropouts_act_in_training_only():
     assert not torch.allclose(a, c)
 
 
+@pytest.mark.parametrize("mask", ["window", "step"])
+def test_dropout_masks_are_per_window_or_per_step(mask):
+    """window: each stream keeps one mask over the window (AWD); step: a new one each step (LAMB).
+
+    Read where the masks act: the first layer's input, the second's (hidden dropout) and the
+    softmax's (output dropout), with a constant embedding so a zero means a dropped unit.
+    """
+    drop = {"input": 0.5, "hidden": 0.5, "output": 0.5, "mask": mask}
+    model = build_model(_cfg(num_layers=2, dropout=drop), vocab_size=13).train()
+    seen = []
+    for module in (model.layers[0], model.layers[1], model.head):
+        module.register_forward_pre_hook(lambda _m, args: seen.append(args[0].detach()))
+    with torch.no_grad():
+        model.embedding.weight.fill_(1.0)
+        model.head.weight.fill_(0.0)
+        torch.manual_seed(0)
+        model(torch.zeros(3, 40, dtype=torch.long), model.initial_state(3))
+    for x in seen:  # (B, T, D)
+        dropped = x == 0
+        same_over_steps = bool((dropped == dropped[:, :1]).all())
+        assert same_over_steps == (mask == "window")
+        assert 0.3 < dropped.float().mean() < 0.7  # p = 0.5 either way
+
+
+@pytest.mark.parametrize("kind", ["lstm", "mogrifier", "multiplicative", "slstm", "mlstm"])
+def test_restart_streams_resets_exactly_the_chosen_streams(kind):
+    """Every state tensor of every cell: the dropped streams get the initial state, the rest keep theirs."""
+    from lstmlab.cells import restart_streams
+
+    cell = {"kind": kind, "hidden_dim": 64}
+    model = build_model(_cfg(num_layers=2, cell=cell), vocab_size=13).eval()
+    initial = model.initial_state(3)
+    _, state = model(torch.randint(0, 13, (3, 7)), initial)
+    keep = torch.tensor([True, False, True])
+    restarted = restart_streams(state, initial, keep)
+    for new, old, first in zip(_leaves(restarted), _leaves(state), _leaves(initial), strict=True):
+        assert torch.equal(new[keep], old[keep]) and torch.equal(new[~keep], first[~keep])
+        assert not torch.equal(old[~keep], first[~keep])  # the carried state had moved
+
+
+def _leaves(state):
+    if isinstance(state, torch.Tensor):
+        return [state]
+    return [leaf for part in state for leaf in _leaves(part)]
+
+
 def test_two_windows_equal_one():
     model = build_model(_cfg(), vocab_size=13).eval()
     ids = torch.randint(0, 13, (2, 12))

@@ -163,6 +163,34 @@ def test_cosine_ends_on_the_last_step_of_a_token_budget(tiny_corpus, tmp_path):
     assert lrs[-1] > 0.1 * base and lr_factor(6, cfg.train.schedule, 6, 2) == pytest.approx(0.1)
 
 
+@pytest.mark.parametrize("p", [0.0, 0.5])
+def test_drop_state_starts_some_streams_from_the_initial_state(
+    tiny_corpus, tmp_path, monkeypatch, p
+):
+    """train.drop_state: per stream and window, the carried state is reset with probability p."""
+    from lstmlab.model import LanguageModel
+
+    starts, forward = [], LanguageModel.forward
+
+    def recording(self, ids, state, **kw):
+        if self.training:
+            starts.append(torch.stack([layer.h for layer in state]).detach())  # (L, B, H)
+        return forward(self, ids, state, **kw)
+
+    monkeypatch.setattr(LanguageModel, "forward", recording)
+    fit(
+        _cfg("train.max_steps=60", f"train.drop_state={p}", "model.dropout.hidden=0.0"),
+        tmp_path / "r",
+    )
+    steps_per_epoch = math.ceil((len(tiny_corpus.tokens("train")) - 1) // 4 / 16)
+    carried = [s for i, s in enumerate(starts) if i % steps_per_epoch]  # not an epoch's first
+    reset = torch.cat([(s == 0).all(dim=2).all(dim=0) for s in carried])  # per stream
+    if p == 0.0:
+        assert not reset.any()
+    else:
+        assert 0.3 < reset.float().mean() < 0.7, reset.float().mean()
+
+
 def test_schedules():
     cos = ScheduleConfig(name="cosine", warmup_steps=10, min_lr_ratio=0.1)
     assert lr_factor(0, cos, 110, 5) == pytest.approx(0.1)

@@ -17,6 +17,7 @@ _EXPORTS = {
     "build_layer": "lstmlab.cells.registry",
     "RecurrentCell": "lstmlab.cells.base",
     "detach_state": "lstmlab.cells.base",
+    "restart_streams": "lstmlab.cells.base",
     "select_streams": "lstmlab.cells.base",
 }
 

@@ -86,6 +86,16 @@ def select_streams(state, index: slice):
     return type(state)(select_streams(s, index) for s in state)
 
 
+def restart_streams(state, initial, keep: Tensor):
+    """The state of the streams where `keep` (B,) is true, the initial state elsewhere."""
+    if isinstance(state, Tensor):
+        return torch.where(keep.view(-1, *(1,) * (state.dim() - 1)), state, initial)
+    pairs = (restart_streams(s, i, keep) for s, i in zip(state, initial, strict=True))
+    if isinstance(state, tuple) and hasattr(state, "_fields"):
+        return type(state)(*pairs)
+    return type(state)(pairs)
+
+
 def state_dropout_mask(h: Tensor, p: float, training: bool) -> Tensor | None:
     """One variational-dropout mask per stream for h_{t-1}, fixed over a window: (B, H), or None when off."""
     if not training or p == 0.0:
