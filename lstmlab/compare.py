@@ -10,8 +10,9 @@ read through a memory map; `eval.json` gives the test bpc.
 A run's state comes from its lock (`runs.py`): `running` while the lock's
 process is live (on this host: its pid runs and is not this process; on
 another host: the run wrote within STALE_S), `finished` when the last session
-ended with an `end` record, `crashed` when a lock outlived its process (or
-was marked failed, or is torn), `stopped` when there is neither lock nor `end`
+ended with an `end` record, `failed` when training ended on an error (its lock
+is left marked with it, which the row's `stop_reason` carries), `crashed` when
+a lock outlived its process (or is torn), `stopped` when there is neither lock nor `end`
 (Ctrl-C / SIGTERM after saving, resumable). A resume drops the old `end`, so a
 resumed run reads running while it trains and crashed after a kill.
 
@@ -152,7 +153,8 @@ def _pid_alive(pid: int, started: float | None = None) -> bool:
 
 
 def run_state(run_dir: Path, records: Sequence[dict]) -> str:
-    """running, finished, crashed or stopped (see the module docstring), from the lock and `records`."""
+    """running, finished, failed, crashed or stopped (see the module docstring), from the lock
+    and `records`."""
     holder = runs.lock_holder(run_dir)
     # the process reading the run is not training it (it reads after `fit` returned or raised)
     if holder is not None and (holder["host"], holder["pid"]) != (
@@ -162,7 +164,9 @@ def run_state(run_dir: Path, records: Sequence[dict]) -> str:
         return "running"
     if any(r.get("kind") == "end" for r in records):
         return "finished"
-    return "crashed" if runs.has_lock(run_dir) else "stopped"
+    if not runs.has_lock(run_dir):
+        return "stopped"
+    return "failed" if runs.failure(run_dir) else "crashed"
 
 
 def _read_num_parameters(run_dir: Path) -> int | None:
@@ -228,7 +232,7 @@ def read_run(run_dir: Path, warn: Callable[[str], None] = lambda _msg: None) -> 
         row.best_valid_bpc, row.best_step = float(best["bpc"]), best["step"]
         row.valid_perplexity = _pow2(row.best_valid_bpc)
     end = next((r for r in reversed(records) if r.get("kind") == "end"), None)
-    row.stop_reason = end.get("reason") if end else None
+    row.stop_reason = end.get("reason") if end else runs.failure(run_dir)
     _read_eval(run_dir, row, warn)
     return row
 

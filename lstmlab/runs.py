@@ -181,6 +181,12 @@ def lock_holder(run_dir: Path | str) -> dict | None:
     return info if _lock_live(run_dir, info) else None
 
 
+def failure(run_dir: Path | str) -> str | None:
+    """The error a run's training ended with, when its lock was left marked failed."""
+    info = _parse_lock(_read_bytes(Path(run_dir) / LOCK))
+    return str(info["failed"]) if info is not None and info.get("failed") else None
+
+
 def has_lock(run_dir: Path | str) -> bool:
     """Whether a lock file is present, live or not (a dead one means the run crashed)."""
     return os.path.lexists(Path(run_dir) / LOCK)
@@ -321,7 +327,7 @@ class RunLock:
                 self.path.unlink(missing_ok=True)
 
     def mark_failed(self, reason: str) -> None:
-        """Stop holding the run but leave the lock, marked failed: the run shows as crashed."""
+        """Stop holding the run but leave the lock, marked failed: `compare` shows it failed."""
         if not self.held:
             return
         self.held = False

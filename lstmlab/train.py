@@ -752,7 +752,7 @@ def fit(
         stepped = run is not None and run.progress.step > first_step
         interrupted = isinstance(exc, (KeyboardInterrupt, TrainingInterrupted))
         if lock is not None and stepped and not interrupted:
-            lock.mark_failed(f"{type(exc).__name__}: {exc}")  # compare shows the run crashed
+            lock.mark_failed(f"{type(exc).__name__}: {exc}")  # compare shows the run failed
         elif lock is not None:
             lock.abandon()  # releases; undoes a fresh start that saved nothing
         raise

@@ -129,8 +129,13 @@ def train_recipes(
     progress: Progress | None = None,
     on_event: Callable[[dict], None] | None = None,
     on_start: Callable[[RunConfig, Path], None] | None = None,
+    on_done: Callable[[RecipeOutcome], None] | None = None,
 ) -> list[RecipeOutcome]:
-    """Train each planned recipe in turn; one that fails does not cost the others their run."""
+    """Train each planned recipe in turn; one that fails does not cost the others their run.
+
+    `on_done` sees each outcome as it ends, so a failure is told when it happens, not only
+    after the recipes behind it have trained.
+    """
     outcomes = []
     for path, cfg, target in plan:
         if on_start:
@@ -139,14 +144,17 @@ def train_recipes(
             result = fit(
                 cfg, target, force=force, device=device, progress=progress, on_event=on_event
             )
-            outcomes.append(RecipeOutcome(path, target, result=result))
+            outcome = RecipeOutcome(path, target, result=result)
         except (TrainingInterrupted, KeyboardInterrupt):
             raise
         except Exception as exc:  # one broken recipe must not cost the others their run
             message = (
                 exc.message if isinstance(exc, LstmlabError) else f"{type(exc).__name__}: {exc}"
             )
-            outcomes.append(RecipeOutcome(path, target, error=message))
+            outcome = RecipeOutcome(path, target, error=message)
+        outcomes.append(outcome)
+        if on_done:
+            on_done(outcome)
     return outcomes
 
 

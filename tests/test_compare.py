@@ -93,12 +93,14 @@ def test_states_come_from_the_lock(tmp_path):
         "remote": "running",
         "stale": "crashed",
         "self": "crashed",
-        "failed": "crashed",
+        "failed": "failed",
         "torn": "crashed",
         "reused": "crashed" if Path("/proc/self/stat").exists() else "running",
         "legacy": "stopped",
     }
     assert states == expected
+    failed = compare.read_run(cases["failed"])
+    assert failed.stop_reason == "TrainingError: loss is nan"  # csv and json carry why
 
 
 HOLDER = """

@@ -357,6 +357,16 @@ def _train_many(plan, force: bool, device: str) -> None:
             f"[bold]run[/] {escape(str(target))}  [dim]({cfg.model.cell.kind} on {cfg.data.corpus})[/]"
         )
 
+    def on_done(outcome) -> None:  # said at once, before the next recipe trains
+        if outcome.result is not None:
+            print_summary(outcome.result)
+            return
+        err_console.print(
+            f"[bold red]error:[/] {escape(f'{outcome.recipe}: {outcome.error}')}", soft_wrap=True
+        )
+        if outcome.run_dir != plan[-1][2]:
+            err_console.print("[dim]going on with the next recipe[/]")
+
     outcomes = train_recipes(
         plan,
         force=force,
@@ -364,15 +374,8 @@ def _train_many(plan, force: bool, device: str) -> None:
         progress=RichProgress(),
         on_event=print_event,
         on_start=on_start,
+        on_done=on_done,
     )
-    for outcome in outcomes:
-        if outcome.result is not None:
-            print_summary(outcome.result)
-        else:
-            err_console.print(
-                f"[bold red]error:[/] {escape(f'{outcome.recipe}: {outcome.error}')}",
-                soft_wrap=True,
-            )
     rows, warnings = collect([o.run_dir for o in outcomes if o.run_dir.is_dir()], allow_mixed=True)
     for warning in warnings:
         err_console.print(f"[yellow]warning:[/] {escape(warning)}", soft_wrap=True)
