@@ -298,8 +298,10 @@ class RunLock:
     over); the library never prints them. Use as a context manager: on a clean
     exit or Ctrl-C (KeyboardInterrupt, or an error with a `signum`) the lock is
     released; on any other error it stays, marked failed (`mark_failed`), so
-    `compare` shows the run as crashed and the next claim takes it over. To undo
-    a start that failed before training, call `abandon` instead.
+    `compare` shows the run as failed and the next claim takes it over. To undo
+    a start that failed before training, call `abandon` instead. Held locks are
+    listed in `_HELD` so that a Ctrl-C that must end the process at once (one
+    during an import) can still let them go (`abandon_held`).
     """
 
     run_dir: Path
@@ -308,6 +310,15 @@ class RunLock:
     created: tuple[Path, ...] = ()  # folders claim_run_dir made, deepest first
     fresh: bool = False  # a fresh start (not a resume): abandon may remove what it wrote
     held: bool = True
+
+    def __post_init__(self) -> None:
+        if self.held:
+            _HELD.append(self)
+
+    def _let_go(self) -> None:
+        self.held = False
+        with contextlib.suppress(ValueError):
+            _HELD.remove(self)
 
     @property
     def path(self) -> Path:
@@ -321,7 +332,7 @@ class RunLock:
         """Remove the lock if it is still ours (idempotent)."""
         if not self.held:
             return
-        self.held = False
+        self._let_go()
         with _guard(self.run_dir):
             if self._still_ours():
                 self.path.unlink(missing_ok=True)
@@ -330,7 +341,7 @@ class RunLock:
         """Stop holding the run but leave the lock, marked failed: `compare` shows it failed."""
         if not self.held:
             return
-        self.held = False
+        self._let_go()
         with _guard(self.run_dir):
             if self._still_ours():
                 tmp = _write_temp(self.run_dir, {**self.record, "failed": reason[:300]})
@@ -367,6 +378,17 @@ class RunLock:
         else:
             self.mark_failed(f"{exc_type.__name__}: {exc}")
         return False
+
+
+_HELD: list[RunLock] = []  # the locks this process holds, oldest first
+
+
+def abandon_held() -> None:
+    """Let go of every lock this process holds, as an interrupted `fit` does (`abandon`:
+    a fresh start that saved nothing is undone, anything else is released)."""
+    for lock in reversed(list(_HELD)):
+        with contextlib.suppress(Exception):
+            lock.abandon()
 
 
 def lock_folder(folder: Path | str, command: str | None = None) -> RunLock:

@@ -750,8 +750,12 @@ def fit(
         if trackers is not None:
             trackers.close(status_of(exc))
         stepped = run is not None and run.progress.step > first_step
+        # a resumed run whose training fails failed, even before its first new step (a
+        # refused setting, e.g. a budget already reached, leaves it as it was)
+        refused = isinstance(exc, (ConfigError, UsageError))
+        trained = stepped or (resume and run is not None and not refused)
         interrupted = isinstance(exc, (KeyboardInterrupt, TrainingInterrupted))
-        if lock is not None and stepped and not interrupted:
+        if lock is not None and trained and not interrupted:
             lock.mark_failed(f"{type(exc).__name__}: {exc}")  # compare shows the run failed
         elif lock is not None:
             lock.abandon()  # releases; undoes a fresh start that saved nothing

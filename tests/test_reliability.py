@@ -300,6 +300,44 @@ def test_ctrl_c_during_a_commands_import_ends_it_at_once(tmp_path):
     assert not (tmp_path / "imported").exists()
 
 
+@pytest.mark.parametrize("saved", [False, True])
+def test_ctrl_c_during_an_import_lets_go_of_the_run_it_holds(tmp_path, saved):
+    """The at-once exit still does what an interrupted `fit` does with its lock: a fresh start
+    that saved nothing is undone, a run with a checkpoint is released and kept."""
+    (tmp_path / "slow_library.py").write_text(
+        "import os, signal\n"
+        "try:\n"
+        "    os.kill(os.getpid(), signal.SIGINT)\n"
+        "except KeyboardInterrupt:\n"
+        "    pass\n"
+    )
+    claim = (
+        "from lstmlab import runs\n"
+        "    lock = runs.claim_run_dir('run', force=False, resume=False)\n"
+        "    runs.checkpoint_path(lock.run_dir, 'last').parent.mkdir(exist_ok=True)\n"
+        f"    if {saved}: runs.checkpoint_path(lock.run_dir, 'last').write_bytes(b'weights')\n"
+        "    import slow_library\n"
+        "    try:"
+    )
+    script = _LIBRARY_TURNS_CTRL_C_INTO.replace("try:", claim, 1).format(error="ImportError")
+    proc = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": str(tmp_path)},
+    )
+    assert proc.returncode == 130 and "Traceback" not in proc.stderr, proc.stderr
+    run = tmp_path / "run"
+    if saved:
+        assert (
+            not runs.has_lock(run) and runs.checkpoint_path(run, "last").read_bytes() == b"weights"
+        )
+    else:
+        assert not run.exists()  # the fresh start is undone, so a retry needs no --force
+
+
 def test_an_error_without_ctrl_c_is_still_a_traceback(tmp_path):
     """Only an interrupt is reinterpreted: a bug with no Ctrl-C behind it still shows its traceback."""
     script = _LIBRARY_TURNS_CTRL_C_INTO.format(error="ImportError").replace(

@@ -130,8 +130,8 @@ def test_cosine_ends_on_the_last_step_of_a_token_budget(tiny_corpus, tmp_path):
     from lstmlab.batching import Streams
 
     length = Streams(tiny_corpus.tokens("train"), 4).length
-    bptt = math.ceil(length / 2) + 1  # two windows an epoch, the second a few tokens long
-    tokens = 3 * 4 * length  # three epochs: 4 short windows' deficit under the old count
+    bptt = length - 2  # two windows an epoch, the second 2 tokens long
+    tokens = 3 * 4 * length  # three epochs, 6 steps; max_tokens / (batch · bptt) said 4
     totals, advanced = [], []
 
     class Recorder:
@@ -234,6 +234,19 @@ def test_nonfinite_loss_stops_with_the_step_and_keeps_last(tiny_corpus, tmp_path
         fit(_cfg("train.max_steps=10", "train.eval_every=100"), run, resume=True)
     after = _params(run)
     assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_a_resumed_run_failing_at_its_first_step_shows_failed(tiny_corpus, tmp_path, monkeypatch):
+    """Not 'stopped' (resumable as if nothing happened): compare says it failed, and why."""
+    from lstmlab import compare
+
+    run = tmp_path / "run"
+    fit(_cfg("train.max_steps=4"), run)
+    _poison_loss(monkeypatch, at_call=1, value=float("nan"))
+    with pytest.raises(TrainingError, match="at step 5"):
+        fit(_cfg("train.max_steps=10"), run, resume=True)
+    row = compare.read_run(run)
+    assert row.state == "failed" and "step 5" in row.stop_reason
 
 
 def test_nonfinite_skip_continues(tiny_corpus, tmp_path, monkeypatch):

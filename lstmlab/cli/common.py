@@ -56,7 +56,8 @@ class _CommandInterrupt:
     Commands import torch and its kin lazily. A KeyboardInterrupt raised inside an
     import can abort the process from C++ (torch's pybind11 code) or leave a library
     half-imported (numpy then fails with an ImportError or a RecursionError), so a
-    Ctrl-C during an import ends the process at once, as one does during start-up.
+    Ctrl-C during an import ends the process at once, as one does during start-up,
+    after letting go of the run and study locks it holds as an interrupted `fit` would.
     Elsewhere it is the usual KeyboardInterrupt, and remembering that it arrived lets
     `handle_errors` report an error a library made of it as the interrupt it was.
     """
@@ -69,6 +70,8 @@ class _CommandInterrupt:
         if _importing(frame):
             import sys
 
+            if (runs := sys.modules.get("lstmlab.runs")) is not None:
+                runs.abandon_held()  # as an interrupted `fit` would: no lock left behind
             sys.stderr.write(f"error: {_INTERRUPTED}\nhint: {_INTERRUPTED_HINT}\n")
             exit_now(130)
         raise KeyboardInterrupt
