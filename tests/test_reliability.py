@@ -262,13 +262,33 @@ typer.run(command)
 """
 
 
+# a library whose import carries on past a Ctrl-C, as a C extension's init would
+_SWALLOWING_IMPORT = (
+    "import os, signal\n"
+    "try:\n"
+    "    os.kill(os.getpid(), signal.SIGINT)\n"
+    "except KeyboardInterrupt:\n"
+    "    pass\n"
+)
+
+
+def _run_script(script: str, folder) -> subprocess.CompletedProcess:
+    """Run `script` in a fresh interpreter in `folder`, which is also on its import path."""
+    return subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": str(folder)},
+    )
+
+
 @pytest.mark.parametrize("error", ["ImportError", "RecursionError", "RuntimeError"])
 def test_ctrl_c_a_library_turned_into_another_error_is_one_line(tmp_path, error):
     """A Ctrl-C is reported as the interrupt even when a library re-raised it as something else."""
     script = _LIBRARY_TURNS_CTRL_C_INTO.format(error=error)
-    proc = subprocess.run(
-        [sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=60
-    )
+    proc = _run_script(script, tmp_path)
     assert proc.returncode == 130, proc.stderr
     assert proc.stderr.startswith("error: interrupted by Ctrl-C"), proc.stderr
     assert "Traceback" not in proc.stderr and "hint: " in proc.stderr
@@ -277,24 +297,12 @@ def test_ctrl_c_a_library_turned_into_another_error_is_one_line(tmp_path, error)
 def test_ctrl_c_during_a_commands_import_ends_it_at_once(tmp_path):
     """Raising inside an import can abort from C++ (torch) or tear a module (numpy): exit at once."""
     (tmp_path / "slow_library.py").write_text(
-        "import os, pathlib, signal\n"
-        "try:  # as a C extension's init would, the library carries on past the interrupt\n"
-        "    os.kill(os.getpid(), signal.SIGINT)\n"
-        "except KeyboardInterrupt:\n"
-        "    pass\n"
-        "pathlib.Path('imported').write_text('the import ran on after the Ctrl-C')\n"
+        _SWALLOWING_IMPORT + "open('imported', 'w').write('the import ran on after the Ctrl-C')\n"
     )
     script = _LIBRARY_TURNS_CTRL_C_INTO.replace(
         "    try:", "    import slow_library\n    try:", 1
     ).format(error="ImportError")
-    proc = subprocess.run(
-        [sys.executable, "-c", script],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={**os.environ, "PYTHONPATH": str(tmp_path)},
-    )
+    proc = _run_script(script, tmp_path)
     assert proc.returncode == 130 and "Traceback" not in proc.stderr, proc.stderr
     assert proc.stderr.startswith("error: interrupted by Ctrl-C") and "hint: " in proc.stderr
     assert not (tmp_path / "imported").exists()
@@ -304,13 +312,7 @@ def test_ctrl_c_during_a_commands_import_ends_it_at_once(tmp_path):
 def test_ctrl_c_during_an_import_lets_go_of_the_run_it_holds(tmp_path, saved):
     """The at-once exit still does what an interrupted `fit` does with its lock: a fresh start
     that saved nothing is undone, a run with a checkpoint is released and kept."""
-    (tmp_path / "slow_library.py").write_text(
-        "import os, signal\n"
-        "try:\n"
-        "    os.kill(os.getpid(), signal.SIGINT)\n"
-        "except KeyboardInterrupt:\n"
-        "    pass\n"
-    )
+    (tmp_path / "slow_library.py").write_text(_SWALLOWING_IMPORT)
     claim = (
         "from lstmlab import runs\n"
         "    lock = runs.claim_run_dir('run', force=False, resume=False)\n"
@@ -320,14 +322,7 @@ def test_ctrl_c_during_an_import_lets_go_of_the_run_it_holds(tmp_path, saved):
         "    try:"
     )
     script = _LIBRARY_TURNS_CTRL_C_INTO.replace("try:", claim, 1).format(error="ImportError")
-    proc = subprocess.run(
-        [sys.executable, "-c", script],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={**os.environ, "PYTHONPATH": str(tmp_path)},
-    )
+    proc = _run_script(script, tmp_path)
     assert proc.returncode == 130 and "Traceback" not in proc.stderr, proc.stderr
     run = tmp_path / "run"
     if saved:
@@ -343,9 +338,7 @@ def test_an_error_without_ctrl_c_is_still_a_traceback(tmp_path):
     script = _LIBRARY_TURNS_CTRL_C_INTO.format(error="ImportError").replace(
         "os.kill(os.getpid(), signal.SIGINT)", "raise KeyboardInterrupt"
     )
-    proc = subprocess.run(
-        [sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=60
-    )
+    proc = _run_script(script, tmp_path)
     assert proc.returncode == 1 and "Traceback" in proc.stderr
     assert "ImportError: cannot load module" in proc.stderr
 
