@@ -722,14 +722,15 @@ def read_metrics(run_dir: Path) -> list[dict]:
 
 def truncate_metrics(run_dir: Path, step: int) -> None:
     """On resume, drop records written after the checkpoint's step (they will be redone) and
-    every `end` record (the resumed run is not finished); the file is replaced atomically."""
+    every `end` and `stop` record (the resumed run is neither finished nor stopped); the file
+    is replaced atomically."""
     path = Path(run_dir) / "metrics.jsonl"
     if not path.is_file():
         return
     kept = [
         r
         for r in read_metrics(run_dir)
-        if isinstance(r, dict) and r.get("kind") != "end" and _step_of(r) <= step
+        if isinstance(r, dict) and r.get("kind") not in ("end", "stop") and _step_of(r) <= step
     ]
     atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in kept))
 

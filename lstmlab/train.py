@@ -1000,8 +1000,15 @@ def _validate_and_save(run: Run, stop, emit, *, save_last: bool = True) -> dict:
 
 
 def _interrupt(run: Run, signum: int) -> None:
+    """Save last.pt, record where the run stopped (a `stop` record, as `end` records where
+    a run ended: `compare` reads its tokens and time), and leave."""
     save(run, "last")
     name = "SIGINT" if signum == signal.SIGINT else signal.Signals(signum).name
+    p = run.progress
+    if run.dist.is_main:
+        record = {"kind": "stop", "step": p.step, "tokens": p.tokens_seen, "signal": name}
+        record |= {"elapsed_s": round(p.elapsed_s, 3), "wall_s": round(p.wall_s, 3)}
+        runs.append_metrics(run.run_dir, record)
     raise TrainingInterrupted(
         f"training stopped by {name} at step {run.progress.step}; last.pt saved",
         hint=f"continue with `lstmlab train --resume {run.run_dir}`",

@@ -271,7 +271,18 @@ def test_sigint_saves_last_and_names_the_resume_command(tiny_corpus, tmp_path):
         timer.cancel()
     assert err.value.exit_code == 130 and f"--resume {run}" in err.value.hint
     ckpt = load_checkpoint(runs.checkpoint_path(run, "last"))
-    assert ckpt["train_state"]["step"] > 0
+    step = ckpt["train_state"]["step"]
+    assert step > 0
+    stop = runs.read_metrics(run)[-1]  # where it stopped, even before its first log line
+    assert (stop["kind"], stop["step"], stop["signal"]) == ("stop", step, "SIGINT")
+    assert stop["tokens"] == ckpt["train_state"]["tokens_seen"]
+    from lstmlab import compare
+
+    row = compare.read_run(run)
+    assert (row.state, row.tokens) == ("stopped", stop["tokens"])
+    fit(_cfg("train.max_steps=" + str(step + 2)), run, resume=True)  # resumed: no longer stopped
+    kinds = [r["kind"] for r in runs.read_metrics(run)]
+    assert "stop" not in kinds and kinds[-1] == "end"
 
 
 def test_window_sum_loss_scales_the_gradient_by_the_window(tiny_corpus, tmp_path):
