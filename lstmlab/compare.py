@@ -291,9 +291,18 @@ def _test_bpc_text(value) -> str:
 
 
 def recipe_key(config: dict) -> str:
-    """A digest of a resolved recipe without `seed` and `name`: runs of one recipe share it."""
+    """A digest of a resolved recipe without `seed` and `name`: runs of one recipe share it.
+
+    Fields added to the recipe schema after a run was written count at their defaults (as
+    its config.yaml loads), so an older run still groups with newer runs of its recipe.
+    """
+    import contextlib
     import hashlib
 
+    from lstmlab.config import validate
+
+    with contextlib.suppress(LstmlabError):  # a recipe this version refuses is keyed as written
+        config = validate(config).to_dict()
     rest = {k: v for k, v in config.items() if k not in ("seed", "name")}
     return hashlib.sha256(json.dumps(rest, sort_keys=True, default=str).encode()).hexdigest()[:12]
 

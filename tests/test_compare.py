@@ -308,6 +308,25 @@ def test_runs_of_one_recipe_group_over_seeds_with_mean_sd_and_resolution(tmp_pat
     assert data["lstm"]["unresolved"] == ["close"] and data["lstm"]["judged_on"] == "final"
 
 
+def test_a_run_written_before_a_new_field_groups_with_its_recipe(tmp_path):
+    """config.yaml of an older lstmlab lacks fields added since; at their defaults it is the same recipe."""
+    import yaml
+
+    from lstmlab.compare import collect, group_runs
+    from lstmlab.config import validate
+
+    for seed in (0, 1):
+        path = make_run(tmp_path, f"lstm-s{seed}", valid=[(10, 640, 1.0, 2.0 + seed / 10)])
+        config = validate({**yaml.safe_load((path / "config.yaml").read_text()), "seed": seed})
+        config = config.to_dict()
+        if seed == 0:  # written before train.drop_state and model.dropout.mask existed
+            del config["train"]["drop_state"], config["model"]["dropout"]["mask"]
+        (path / "config.yaml").write_text(yaml.safe_dump(config))
+    rows, _ = collect([tmp_path])
+    (group,) = group_runs(rows)
+    assert group.n == 2 and group.seeds == [0, 1]
+
+
 def test_compare_prints_the_seed_groups_only_when_seeds_differ(tmp_path):
     import yaml
     from typer.testing import CliRunner
