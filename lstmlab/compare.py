@@ -31,6 +31,7 @@ linearly between the validations around it.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -232,7 +233,9 @@ def read_run(run_dir: Path, warn: Callable[[str], None] = lambda _msg: None) -> 
         row.best_valid_bpc, row.best_step = float(best["bpc"]), best["step"]
         row.valid_perplexity = _pow2(row.best_valid_bpc)
     end = next((r for r in reversed(records) if r.get("kind") == "end"), None)
-    row.stop_reason = end.get("reason") if end else runs.failure(run_dir)
+    row.stop_reason = end.get("reason") if end else None
+    if row.state == "failed":
+        row.stop_reason = runs.failure(run_dir)
     _read_eval(run_dir, row, warn)
     return row
 
@@ -296,7 +299,6 @@ def recipe_key(config: dict) -> str:
     Fields added to the recipe schema after a run was written count at their defaults (as
     its config.yaml loads), so an older run still groups with newer runs of its recipe.
     """
-    import contextlib
     import hashlib
 
     from lstmlab.config import validate
@@ -398,7 +400,7 @@ def by_recipe(rows: Sequence[RunRow]) -> list[list[RunRow]]:
 def _group(members: list[RunRow], judged_on: str) -> GroupRow:
     members = sorted(members, key=lambda r: (r.seed is None, r.seed or 0, r.name))
     group = GroupRow(
-        name=_group_name(members[0].name),
+        name=group_name(members[0].name),
         cells=members[0].cells,
         runs=[r.name for r in members],
         seeds=[r.seed for r in members],
@@ -417,7 +419,8 @@ def _group(members: list[RunRow], judged_on: str) -> GroupRow:
     return group
 
 
-def _group_name(name: str) -> str:
+def group_name(name: str) -> str:
+    """A run's name without its -s<seed> suffix: the name of its recipe group."""
     import re
 
     return re.sub(r"-s\d+$", "", name)
@@ -633,6 +636,7 @@ __all__ = [
     "budget_note",
     "equal_budgets",
     "group_cells",
+    "group_name",
     "groups_note",
     "same_budget",
     "seed_groups",

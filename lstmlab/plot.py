@@ -37,7 +37,7 @@ def _group_label(members: list[RunRow], drawn: list[list[RunRow]]) -> str:
     if len(members) == 1:
         return curve_label(first, [m[0] for m in drawn])
     shared = sum(m[0].cells == first.cells for m in drawn) > 1
-    name = f"{compare._group_name(first.name)}, " if shared else ""
+    name = f"{compare.group_name(first.name)}, " if shared else ""
     return f"{first.cells} ({name}mean ± sd of {len(members)} seeds)"
 
 

@@ -896,11 +896,8 @@ def _loop(
     emit(
         {
             "kind": "end",
-            "step": p.step,
-            "tokens": p.tokens_seen,
+            **_position(p),
             "reason": reason,
-            "elapsed_s": round(p.elapsed_s, 3),
-            "wall_s": round(p.wall_s, 3),
             "best_valid_bpc": p.best_valid_bpc,
             "best_step": p.best_step,
         }
@@ -999,16 +996,25 @@ def _validate_and_save(run: Run, stop, emit, *, save_last: bool = True) -> dict:
     return record
 
 
+def _position(p: TrainState) -> dict:
+    """Where a run is: the step, tokens and times an `end` or `stop` record carries."""
+    return {
+        "step": p.step,
+        "tokens": p.tokens_seen,
+        "elapsed_s": round(p.elapsed_s, 3),
+        "wall_s": round(p.wall_s, 3),
+    }
+
+
 def _interrupt(run: Run, signum: int) -> None:
     """Save last.pt, record where the run stopped (a `stop` record, as `end` records where
     a run ended: `compare` reads its tokens and time), and leave."""
     save(run, "last")
     name = "SIGINT" if signum == signal.SIGINT else signal.Signals(signum).name
-    p = run.progress
     if run.dist.is_main:
-        record = {"kind": "stop", "step": p.step, "tokens": p.tokens_seen, "signal": name}
-        record |= {"elapsed_s": round(p.elapsed_s, 3), "wall_s": round(p.wall_s, 3)}
-        runs.append_metrics(run.run_dir, record)
+        runs.append_metrics(
+            run.run_dir, {"kind": "stop", **_position(run.progress), "signal": name}
+        )
     raise TrainingInterrupted(
         f"training stopped by {name} at step {run.progress.step}; last.pt saved",
         hint=f"continue with `lstmlab train --resume {run.run_dir}`",

@@ -68,32 +68,32 @@ class RecurrentCell(nn.Module, ABC):
         return torch.stack(outs, dim=1), state  # (B, T, H)
 
 
+def map_state(fn, state, *others):
+    """`fn` applied to each state tensor (with the matching tensors of `others`, states of the
+    same structure), keeping the structure: a NamedTuple, or a list of them."""
+    if isinstance(state, Tensor):
+        return fn(state, *others)
+    parts = (map_state(fn, *group) for group in zip(state, *others, strict=True))
+    if isinstance(state, tuple) and hasattr(state, "_fields"):
+        return type(state)(*parts)
+    return type(state)(parts)
+
+
 def detach_state(state):
     """Cut the graph between BPTT windows (state is a NamedTuple, or a list of them)."""
-    if isinstance(state, Tensor):
-        return state.detach()
-    if isinstance(state, tuple) and hasattr(state, "_fields"):
-        return type(state)(*(detach_state(s) for s in state))
-    return type(state)(detach_state(s) for s in state)
+    return map_state(Tensor.detach, state)
 
 
 def select_streams(state, index: slice):
     """The state of a subset of the batch's streams (every state tensor is batch first)."""
-    if isinstance(state, Tensor):
-        return state[index]
-    if isinstance(state, tuple) and hasattr(state, "_fields"):
-        return type(state)(*(select_streams(s, index) for s in state))
-    return type(state)(select_streams(s, index) for s in state)
+    return map_state(lambda t: t[index], state)
 
 
 def restart_streams(state, initial, keep: Tensor):
     """The state of the streams where `keep` (B,) is true, the initial state elsewhere."""
-    if isinstance(state, Tensor):
-        return torch.where(keep.view(-1, *(1,) * (state.dim() - 1)), state, initial)
-    pairs = (restart_streams(s, i, keep) for s, i in zip(state, initial, strict=True))
-    if isinstance(state, tuple) and hasattr(state, "_fields"):
-        return type(state)(*pairs)
-    return type(state)(pairs)
+    return map_state(
+        lambda s, i: torch.where(keep.view(-1, *(1,) * (s.dim() - 1)), s, i), state, initial
+    )
 
 
 def state_dropout_mask(h: Tensor, p: float, training: bool) -> Tensor | None:

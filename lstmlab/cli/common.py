@@ -24,6 +24,7 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
+from lstmlab.cli import leave_interrupted
 from lstmlab.errors import LstmlabError
 
 console = Console(highlight=False)
@@ -72,8 +73,7 @@ class _CommandInterrupt:
 
             if (runs := sys.modules.get("lstmlab.runs")) is not None:
                 runs.abandon_held()  # as an interrupted `fit` would: no lock left behind
-            sys.stderr.write(f"error: {_INTERRUPTED}\nhint: {_INTERRUPTED_HINT}\n")
-            exit_now(130)
+            leave_interrupted(_INTERRUPTED, _INTERRUPTED_HINT)
         raise KeyboardInterrupt
 
 
